@@ -1,0 +1,33 @@
+"""Models, datasets and launch presets a run can use."""
+
+from fastapi import APIRouter
+
+from backend.api.deps import SettingsDep
+from backend.schemas import DatasetInfo, ModelInfo, Preset
+from backend.services import catalog
+from backend.services.presets import PRESETS
+
+router = APIRouter(prefix="/api", tags=["catalog"])
+
+
+@router.get("/models")
+def list_models(settings: SettingsDep) -> list[ModelInfo]:
+    """Local models found under the model roots (folders holding a config.json)."""
+    return catalog.list_models(settings)
+
+
+@router.get("/datasets")
+def list_datasets(settings: SettingsDep) -> list[DatasetInfo]:
+    """Local datasets found under the dataset roots (folders holding a dataset.json)."""
+    return catalog.list_datasets(settings)
+
+
+@router.get("/presets")
+def list_presets() -> list[Preset]:
+    """Ready-made run configs for the launch form."""
+    return PRESETS
+
+
+@router.get("/health")
+def health() -> dict:
+    return {"status": "ok"}

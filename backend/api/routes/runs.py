@@ -1,0 +1,116 @@
+"""HTTP handlers for runs; the logic lives in backend/services/runs.py."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from backend.api.deps import SessionDep, SettingsDep, TokenDep
+from backend.db.models import RunStatus
+from backend.db.session import new_session
+from backend.queue import enqueue_training
+from backend.schemas import MetricsPublic, RunConfig, RunPublic, RunsPublic
+from backend.services import runs as service
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
+def create_run(config: RunConfig, session: SessionDep, settings: SettingsDep) -> RunPublic:
+    """Validate a run's config, store it as `queued`, and queue it for a worker."""
+    run = service.create_run(session=session, config=config, settings=settings)
+    session.commit()  # the worker re-reads the row by id: it must exist before the task does
+    try:
+        enqueue_training(run.id)
+    except Exception as exc:  # the broker is down: say so, and leave no run queued forever
+        service.mark_failed(session=session, run=run, error=f"could not queue the run: {exc}")
+        session.commit()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"run {run.id} was stored but could not be queued: the broker is "
+            f"unreachable ({type(exc).__name__}: {exc})",
+        ) from exc
+    return RunPublic.from_orm_run(run)
+
+
+@router.get("")
+def list_runs(
+    session: SessionDep,
+    status: str | None = None,
+    limit: int = Query(500, ge=1, le=5000),
+    offset: int = Query(0, ge=0),
+) -> RunsPublic:
+    """All runs, newest first."""
+    runs, count = service.list_runs(session=session, status=status, limit=limit, offset=offset)
+    return RunsPublic(data=[RunPublic.from_orm_run(r) for r in runs], count=count)
+
+
+def _get_or_404(session, run_id: int):
+    run = service.get_run(session=session, run_id=run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")
+    return run
+
+
+@router.get("/{run_id}")
+def get_run(run_id: int, session: SessionDep) -> RunPublic:
+    """One run: config, status, progress, error text, latest metric values."""
+    return RunPublic.from_orm_run(_get_or_404(session, run_id))
+
+
+@router.get("/{run_id}/metrics")
+def get_metrics(
+    run_id: int,
+    session: SessionDep,
+    keys: list[str] | None = Query(
+        None, description="Metric keys; repeat the parameter or separate with commas."
+    ),
+    after_step: int | None = Query(None, ge=-1),
+) -> MetricsPublic:
+    """Per key, the run's points as (step, value, time), optionally only after a step."""
+    _get_or_404(session, run_id)
+    flat = [k for item in keys or [] for k in item.split(",") if k] or None
+    return service.get_metrics(session=session, run_id=run_id, keys=flat, after_step=after_step)
+
+
+def _existing_run_id(run_id: int, session: SessionDep) -> int:
+    _get_or_404(session, run_id)
+    return run_id
+
+
+@router.get("/{run_id}/stream", response_class=EventSourceResponse)
+async def stream(
+    run_id: Annotated[int, Depends(_existing_run_id)],
+    request: Request,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+    after_step: int = Query(0, ge=0),
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events: `points` events (id = last step sent; a reconnecting client resumes
+    from Last-Event-ID), a `status` event when the run's status changes, and a final `done`."""
+    cursor = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_step
+
+    def poll(after: int):
+        with new_session() as session:
+            run = service.get_run(session=session, run_id=run_id)
+            points, last = service.points_after(session=session, run_id=run_id, after_step=after)
+            return run.status, run.step, run.error, points, last
+
+    last_status = None
+    while not await request.is_disconnected():
+        run_status, step, error, points, last = await anyio.to_thread.run_sync(poll, cursor)
+        if points:
+            cursor = last
+            yield ServerSentEvent(event="points", id=str(cursor), data={"points": points})
+        if run_status != last_status:
+            last_status = run_status
+            yield ServerSentEvent(
+                event="status", data={"status": run_status, "step": step, "error": error}
+            )
+        if run_status in RunStatus.TERMINAL and not points:
+            yield ServerSentEvent(event="done", id=str(cursor), data={"status": run_status})
+            return
+        if not points:
+            await asyncio.sleep(0.25)

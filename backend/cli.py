@@ -1,0 +1,187 @@
+"""The `distillscope` command: `up` (api + worker on the embedded defaults), `api`, `worker`,
+`migrate` and `demo prepare`. This module never imports torch: model work runs in children."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from backend.settings import get_settings
+
+
+def _apply_data_dir(data_dir: str | None) -> None:
+    if data_dir:
+        os.environ["DISTILLSCOPE_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+        get_settings.cache_clear()
+
+
+def api_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "backend.main:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+def worker_command(queues: str = "train", loglevel: str = "INFO") -> list[str]:
+    # solo pool: the run trains in the worker process itself, one at a time (one per GPU).
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.tasks",
+        "worker",
+        "-Q",
+        queues,
+        "--pool",
+        "solo",
+        "--loglevel",
+        loglevel,
+        "-n",
+        f"{queues.replace(',', '-')}@%h",
+    ]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _stop(procs: dict[str, subprocess.Popen]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
+
+
+def up(host: str, port: int, data_dir: str | None) -> int:
+    """Migrate, prepare the demo kit if missing, start api + worker, wait for Ctrl-C."""
+    _apply_data_dir(data_dir)
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"distillscope: data dir {settings.data_dir}")
+    from backend.db.migrate import upgrade
+
+    upgrade()
+    rc = subprocess.call([sys.executable, "-m", "backend.cli", "demo", "prepare"])
+    if rc != 0:
+        print("demo kit preparation failed", file=sys.stderr)
+        return rc
+    # Children get their own session so a terminal Ctrl-C reaches only this supervisor,
+    # which then stops them in order.
+    procs = {
+        "api": subprocess.Popen(api_command(host, port), start_new_session=True),
+        "worker": subprocess.Popen(worker_command("train", "WARNING"), start_new_session=True),
+    }
+    stopping = False
+
+    def on_signal(_sig, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    try:
+        if not _wait_http(f"http://{shown}:{port}/api/health", procs["api"]):
+            print("the api did not start; see the messages above", file=sys.stderr)
+            return 1
+        print(
+            f"\ndistillscope is up: http://{shown}:{port}/   (Ctrl-C stops api and worker)\n",
+            flush=True,
+        )
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}", file=sys.stderr)
+                    return proc.returncode or 1
+            time.sleep(0.3)
+        print("\nstopping api and worker ...", flush=True)
+        return 0
+    finally:
+        _stop(procs)
+        print("stopped.", flush=True)
+
+
+def demo_prepare(force: bool) -> int:
+    from worker.distill import demo  # imports torch: only in this command's process
+
+    settings = get_settings()
+    if demo.prepare(settings, progress=True, force=force):
+        print(f"demo kit written to {settings.data_dir}")
+    else:
+        print(f"demo kit already prepared in {settings.data_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="distillscope", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start api and worker on the embedded defaults")
+    p_up.add_argument("--host", default="127.0.0.1")
+    p_up.add_argument("--port", type=int, default=8000)
+    p_up.add_argument("--data-dir", default=None)
+    p_api = sub.add_parser("api", help="run the api server only")
+    p_api.add_argument("--host", default="127.0.0.1")
+    p_api.add_argument("--port", type=int, default=8000)
+    p_worker = sub.add_parser("worker", help="run a Celery worker only")
+    p_worker.add_argument("--queues", default="train")
+    p_worker.add_argument("--loglevel", default="INFO")
+    sub.add_parser("migrate", help="apply database migrations")
+    p_demo = sub.add_parser("demo", help="the offline demo kit")
+    demo_sub = p_demo.add_subparsers(dest="demo_command", required=True)
+    p_prep = demo_sub.add_parser("prepare", help="build the demo models and datasets")
+    p_prep.add_argument("--force", action="store_true", help="rebuild even if present")
+    for p in (p_api, p_worker, p_prep, sub.choices["migrate"]):
+        p.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return up(args.host, args.port, args.data_dir)
+    _apply_data_dir(args.data_dir)
+    if args.command == "api":
+        from backend.db.migrate import upgrade
+
+        upgrade()
+        cmd = api_command(args.host, args.port)
+        os.execv(cmd[0], cmd)
+    if args.command == "worker":
+        cmd = worker_command(args.queues, args.loglevel)
+        os.execv(cmd[0], cmd)
+    if args.command == "migrate":
+        from backend.db.migrate import upgrade
+
+        upgrade()
+        return 0
+    return demo_prepare(args.force)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

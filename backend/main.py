@@ -1,0 +1,88 @@
+"""The FastAPI app: API routes, the static frontend and plotly.js served locally."""
+
+import math
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import plotly
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from backend.api.routes import catalog, runs
+from backend.db.migrate import upgrade
+from backend.services.runs import FieldError
+
+FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI):
+    upgrade()  # idempotent: brings the database to the latest migration
+    yield
+
+
+def _json_safe(value):
+    """NaN and infinities are not JSON: echo them back as strings (e.g. a rejected NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _unprocessable(errors: list) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": _json_safe(errors)})
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="distillscope",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Knowledge-distillation lab bench: runs, live metrics, inspection.",
+    )
+    app.include_router(runs.router)
+    app.include_router(catalog.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _unprocessable(jsonable_encoder(exc.errors()))
+
+    @app.exception_handler(FieldError)
+    async def field_error(_request: Request, exc: FieldError) -> JSONResponse:
+        # Same shape as FastAPI's own validation errors, so clients handle one format.
+        return _unprocessable(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ["body", exc.field],
+                    "msg": exc.message,
+                    "input": exc.value,
+                }
+            ]
+        )
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        return FileResponse(PLOTLY_JS, media_type="application/javascript")
+
+    app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(FRONTEND / "index.html")
+
+    @app.get("/runs/{run_id}", include_in_schema=False)
+    def run_page(run_id: int) -> FileResponse:
+        return FileResponse(FRONTEND / "run.html")
+
+    return app
+
+
+app = create_app()

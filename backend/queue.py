@@ -1,0 +1,51 @@
+"""The Celery app as the api sees it: it only sends task names, so it never imports the worker
+(or torch). worker/tasks.py registers the task bodies on the same app."""
+
+from functools import lru_cache
+
+from celery import Celery
+
+from backend.settings import Settings, get_settings
+
+TRAIN_TASK = "distillscope.train"
+TRAIN_QUEUE = "train"
+
+
+def make_celery(settings: Settings) -> Celery:
+    url = settings.celery_broker_url
+    if url.startswith("sqla+sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("distillscope", broker=url)
+    app.conf.update(
+        task_acks_late=True,  # a run whose worker dies is redelivered, not lost
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # one run at a time per worker process
+        task_ignore_result=True,  # results live in the database, not in a result backend
+        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}},
+        task_default_queue=TRAIN_QUEUE,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_transport_options=_transport_options(url),
+    )
+    return app
+
+
+def _transport_options(url: str) -> dict:
+    if url.startswith("sqla+"):
+        # kombu hands these to sqlalchemy.create_engine: wait for the other process's lock.
+        return {"connect_args": {"timeout": 30}}
+    if url.startswith(("redis://", "rediss://")):
+        # Redis redelivers an unacked message after the visibility timeout; a distillation run
+        # can outlast the default hour, so keep it long (lost runs are found by heartbeat).
+        return {"visibility_timeout": 7 * 24 * 3600}
+    return {}
+
+
+@lru_cache
+def get_celery() -> Celery:
+    return make_celery(get_settings())
+
+
+def enqueue_training(run_id: int) -> None:
+    """Send a run id to the train queue. Call only after the run's row is committed."""
+    get_celery().send_task(TRAIN_TASK, args=[run_id], queue=TRAIN_QUEUE)

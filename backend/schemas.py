@@ -1,0 +1,148 @@
+"""API schemas, kept apart from the ORM models (backend/db/models.py). `RunConfig` is also the
+worker's validated config: it is shared and must never import torch."""
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
+
+
+class RunConfig(BaseModel):
+    """Everything a distillation run needs. Bounds here become 422 errors naming the field."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    teacher: str = Field(
+        min_length=1, max_length=500, description="Model name or path under a model root."
+    )
+    student: str = Field(min_length=1, max_length=500)
+    dataset: str = Field(min_length=1, max_length=500)
+    temperature: float = Field(
+        default=2.0,
+        gt=0,
+        le=100,
+        description="Softmax temperature T of the soft loss (both teacher and student).",
+    )
+    alpha: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Weight of the soft (teacher) term; 0 is plain fine-tuning on the labels.",
+    )
+    divergence: Divergence = "forward_kl"
+    beta: float = Field(default=0.5, gt=0, lt=1, description="JSD mixture weight.")
+    max_steps: int = Field(default=200, ge=1, le=1_000_000, description="Optimizer steps.")
+    batch_size: int = Field(default=16, ge=1, le=1024, description="Sequences per step.")
+    grad_accum_steps: int = Field(default=1, ge=1, le=1024)
+    seq_len: int = Field(default=64, ge=4, le=8192)
+    learning_rate: float = Field(default=3e-4, gt=0, le=1)
+    weight_decay: float = Field(default=0.0, ge=0, le=10)
+    warmup_steps: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Linear warm-up steps; default: 10 % of max_steps.",
+    )
+    max_grad_norm: float = Field(default=1.0, gt=0, le=1e6)
+    eval_interval: int = Field(default=50, ge=1, le=1_000_000)
+    eval_batches: int = Field(default=4, ge=1, le=1000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @field_validator("grad_accum_steps")
+    @classmethod
+    def _divides_batch(cls, v: int, info: ValidationInfo) -> int:
+        batch = info.data.get("batch_size")
+        if batch is not None and batch % v:
+            raise ValueError(f"must divide batch_size ({batch}) into equal micro-batches")
+        return v
+
+    @property
+    def resolved_warmup_steps(self) -> int:
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, self.max_steps)
+        return max(1, self.max_steps // 10)
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
+
+
+class RunPublic(BaseModel):
+    id: int
+    name: str
+    tags: list[str]
+    config: dict
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    worker_host: str | None
+    step: int
+    total_steps: int
+    error: str | None
+    latest: dict[str, float | None]
+
+    @classmethod
+    def from_orm_run(cls, run) -> "RunPublic":
+        return cls(
+            id=run.id,
+            name=run.name,
+            tags=run.tags or [],
+            config=run.config,
+            status=run.status,
+            created_at=_utc(run.created_at),
+            started_at=_utc(run.started_at),
+            finished_at=_utc(run.finished_at),
+            heartbeat_at=_utc(run.heartbeat_at),
+            worker_host=run.worker_host,
+            step=run.step,
+            total_steps=run.total_steps,
+            error=run.error,
+            latest=run.latest or {},
+        )
+
+
+class RunsPublic(BaseModel):
+    data: list[RunPublic]
+    count: int
+
+
+class Point(BaseModel):
+    step: int
+    value: float | None
+    time: float
+    flag: str | None = None
+
+
+class MetricsPublic(BaseModel):
+    run_id: int
+    metrics: dict[str, list[Point]]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    path: str
+    model_type: str | None
+    vocab_size: int | None
+    n_positions: int | None
+    parameters: int | None = None
+
+
+class DatasetInfo(BaseModel):
+    name: str
+    path: str
+    kind: str
+    description: str | None = None
+
+
+class Preset(BaseModel):
+    id: str
+    label: str
+    description: str
+    config: dict

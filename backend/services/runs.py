@@ -1,0 +1,134 @@
+"""Run logic for the api: create (validate, store, commit, enqueue), read, metrics."""
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.db.models import MetricPoint, Run, RunStatus, utcnow
+from backend.schemas import MetricsPublic, Point, RunConfig
+from backend.services import catalog
+from backend.settings import Settings
+
+
+class FieldError(ValueError):
+    """A config field that passed its schema but not the checks against the world."""
+
+    def __init__(self, field: str, message: str, value: object = None):
+        super().__init__(message)
+        self.field, self.message, self.value = field, message, value
+
+
+def check_resources(*, config: RunConfig, settings: Settings) -> None:
+    """Models and dataset must exist under the roots and fit together; raise FieldError."""
+    paths = {}
+    for field in ("teacher", "student"):
+        name = getattr(config, field)
+        try:
+            paths[field] = catalog.resolve_model(name, settings)
+        except catalog.CatalogError as e:
+            raise FieldError(field, str(e), name) from None
+    try:
+        catalog.resolve_dataset(config.dataset, settings)
+    except catalog.CatalogError as e:
+        raise FieldError("dataset", str(e), config.dataset) from None
+    cfgs = {f: catalog.read_model_config(p) for f, p in paths.items()}
+    t_vocab, s_vocab = cfgs["teacher"].get("vocab_size"), cfgs["student"].get("vocab_size")
+    if t_vocab != s_vocab:
+        raise FieldError(
+            "student",
+            f"vocabulary mismatch: teacher has {t_vocab} logits, student {s_vocab}; logit "
+            "distillation compares the two distributions token by token, so both models must "
+            "share one vocabulary",
+            config.student,
+        )
+    for field, cfg in cfgs.items():
+        limit = cfg.get("n_positions") or cfg.get("max_position_embeddings")
+        if limit and config.seq_len > limit:
+            raise FieldError(
+                "seq_len",
+                f"seq_len {config.seq_len} exceeds the {field}'s context of {limit} positions",
+                config.seq_len,
+            )
+
+
+def create_run(*, session: Session, config: RunConfig, settings: Settings) -> Run:
+    """Validate against the catalogue and add the run; the caller commits, then enqueues."""
+    check_resources(config=config, settings=settings)
+    run = Run(
+        name=config.name,
+        tags=list(config.tags),
+        config=config.model_dump(mode="json"),
+        status=RunStatus.QUEUED,
+        step=0,
+        total_steps=config.max_steps,
+        latest={},
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def mark_failed(*, session: Session, run: Run, error: str) -> None:
+    run.status, run.error, run.finished_at = RunStatus.FAILED, error, utcnow()
+
+
+def list_runs(
+    *, session: Session, status: str | None = None, limit: int = 500, offset: int = 0
+) -> tuple[list[Run], int]:
+    query = select(Run)
+    count_q = select(func.count()).select_from(Run)
+    if status:
+        query, count_q = query.where(Run.status == status), count_q.where(Run.status == status)
+    runs = session.scalars(query.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
+    return list(runs), session.scalar(count_q) or 0
+
+
+def get_run(*, session: Session, run_id: int) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def _point(p: MetricPoint) -> Point:
+    return Point(step=p.step, value=p.value, time=p.wall_time, flag=p.flag)
+
+
+def get_metrics(
+    *, session: Session, run_id: int, keys: list[str] | None, after_step: int | None = None
+) -> MetricsPublic:
+    query = select(MetricPoint).where(MetricPoint.run_id == run_id)
+    if keys:
+        query = query.where(MetricPoint.key.in_(keys))
+    if after_step is not None:
+        query = query.where(MetricPoint.step > after_step)
+    out: dict[str, list[Point]] = defaultdict(list)
+    for p in session.scalars(query.order_by(MetricPoint.key, MetricPoint.step)):
+        out[p.key].append(_point(p))
+    for k in keys or []:
+        out.setdefault(k, [])
+    return MetricsPublic(run_id=run_id, metrics=dict(out))
+
+
+def points_after(
+    *, session: Session, run_id: int, after_step: int, limit_points: int = 2000
+) -> tuple[list[dict], int]:
+    """Points with step > after_step for one SSE event: about `limit_points` points, whole
+    steps only.
+
+    The worker writes each step's points (train and eval) in one transaction, so once a step is
+    visible it is complete and the step is a safe resume cursor."""
+    max_step = session.scalar(
+        select(MetricPoint.step)
+        .where(MetricPoint.run_id == run_id, MetricPoint.step > after_step)
+        .order_by(MetricPoint.step)
+        .offset(limit_points - 1)
+        .limit(1)
+    )
+    query = select(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.step > after_step)
+    if max_step is not None:
+        query = query.where(MetricPoint.step <= max_step)
+    rows = session.scalars(query.order_by(MetricPoint.step, MetricPoint.key)).all()
+    last = max((p.step for p in rows), default=after_step)
+    return [
+        {"key": p.key, "step": p.step, "value": p.value, "time": p.wall_time, "flag": p.flag}
+        for p in rows
+    ], last

@@ -1,0 +1,89 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support import build_tiny_kit, unavailable
+
+
+def _clear_caches() -> None:
+    from backend.db import session
+    from backend.queue import get_celery
+    from backend.settings import get_settings
+
+    get_settings.cache_clear()
+    session.get_engine.cache_clear()
+    session._session_factory.cache_clear()
+    get_celery.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_kit(tmp_path_factory) -> Path:
+    """Tiny demo-kit models and datasets, shared by the whole session (read-only)."""
+    return build_tiny_kit(tmp_path_factory.mktemp("kit"))
+
+
+@pytest.fixture
+def env(tmp_path, tiny_kit, monkeypatch) -> dict[str, str]:
+    """Settings for one test: its own data dir (SQLite + SQLite broker) reading the tiny kit."""
+    values = {
+        "DISTILLSCOPE_DATA_DIR": str(tmp_path / "data"),
+        "DISTILLSCOPE_MODEL_ROOTS": str(tiny_kit / "models"),
+        "DISTILLSCOPE_DATASET_ROOTS": str(tiny_kit / "datasets"),
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    for k in ("DISTILLSCOPE_DATABASE_URL", "DISTILLSCOPE_BROKER_URL", "DISTILLSCOPE_API_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    _clear_caches()
+    yield values
+    _clear_caches()
+
+
+@pytest.fixture
+def client(env):
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = os.environ.get(
+        "DISTILLSCOPE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
+    )
+    name = f"distillscope_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = sa.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is not usable
+        unavailable("PostgreSQL", str(exc).splitlines()[0])
+    yield f"{base}/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The machine's Redis, on a database index of its own, flushed before and after."""
+    import redis
+
+    url = os.environ.get("DISTILLSCOPE_TEST_REDIS", "redis://127.0.0.1:6379/13")
+    try:
+        r = redis.Redis.from_url(url, socket_connect_timeout=2)
+        r.ping()
+        r.flushdb()
+    except Exception as exc:  # noqa: BLE001
+        unavailable("Redis", str(exc))
+    yield url
+    r.flushdb()

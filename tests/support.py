@@ -1,0 +1,119 @@
+"""Test helpers: service requirements, a tiny offline model kit, and a real api + worker stack
+started as subprocesses."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("DISTILLSCOPE_REQUIRE_SERVICES") == "1"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def unavailable(what: str, why: str) -> None:
+    """Skip, or fail under DISTILLSCOPE_REQUIRE_SERVICES=1 (CI), when a service is missing."""
+    message = f"{what} unavailable: {why}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (DISTILLSCOPE_REQUIRE_SERVICES=1 requires it)", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_tiny_kit(root: Path) -> Path:
+    """A data dir with the demo language's datasets and tiny GPT-2 models under the demo kit's
+    names, built from a config and a tokenizer trained on the spot (no downloads)."""
+    from backend.settings import Settings
+    from worker.distill import demo
+
+    settings = Settings(data_dir=root)
+    demo.write_datasets(settings, ["demo", "demo-small"])
+    tokenizer = demo.build_tokenizer()
+    specs = {"demo-teacher": (2, 32), "demo-student-s": (1, 16), "demo-student-m": (1, 24)}
+    for i, (name, (layers, width)) in enumerate(specs.items()):
+        model = demo.build_model(
+            {"n_layer": layers, "n_embd": width, "n_head": 2}, tokenizer, seed=i
+        )
+        model.save_pretrained(settings.models_dir / name)
+        tokenizer.save_pretrained(settings.models_dir / name)
+    return root
+
+
+class Stack:
+    """uvicorn + a Celery worker as real subprocesses, sharing one environment."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(
+            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    def start(self, worker: bool = True) -> "Stack":
+        from backend.cli import api_command
+
+        subprocess.run(
+            [sys.executable, "-m", "backend.cli", "migrate"], env=self.env, check=True, cwd=ROOT
+        )
+        self._spawn("api", api_command("127.0.0.1", self.port))
+        if worker:
+            self.start_worker()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.procs["api"].poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"api did not start:\n{self.logs('api')}")
+
+    def start_worker(self) -> None:
+        from backend.cli import worker_command
+
+        self._spawn("worker", worker_command("train", "INFO"))
+
+    def logs(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def wait_for_status(self, run_id: int, statuses: set[str], timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        run = {}
+        while time.monotonic() < deadline:
+            run = httpx.get(f"{self.url}/api/runs/{run_id}", timeout=5).json()
+            if run["status"] in statuses:
+                return run
+            time.sleep(0.3)
+        raise AssertionError(
+            f"run {run_id} still {run.get('status')} after {timeout}s\n"
+            f"--- worker log ---\n{self.logs('worker')}"
+        )

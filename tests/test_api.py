@@ -1,0 +1,201 @@
+"""The HTTP API in-process (TestClient) on the embedded SQLite defaults: validation, reads,
+metrics and the SSE stream. No worker here; the integration tests run real ones."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from backend.db.models import Run, RunStatus
+from backend.db.session import transaction
+from backend.services.metrics import point_row, write_points
+
+GOOD = {
+    "name": "demo",
+    "teacher": "demo-teacher",
+    "student": "demo-student-s",
+    "dataset": "demo",
+    "temperature": 2.0,
+    "alpha": 0.5,
+    "max_steps": 20,
+    "batch_size": 4,
+    "seq_len": 32,
+    "learning_rate": 3e-3,
+    "eval_interval": 10,
+    "seed": 0,
+}
+
+
+def test_create_returns_201_with_the_run(client):
+    r = client.post("/api/runs", json=GOOD)
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["status"] == "queued" and run["total_steps"] == 20 and run["step"] == 0
+    assert run["config"]["temperature"] == 2.0 and run["config"]["divergence"] == "forward_kl"
+    got = client.get(f"/api/runs/{run['id']}").json()
+    assert got["id"] == run["id"] and got["config"] == run["config"]
+    listed = client.get("/api/runs").json()
+    assert listed["count"] == 1 and listed["data"][0]["id"] == run["id"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("temperature", 0, "greater than 0"),
+        ("temperature", -1.5, "greater than 0"),
+        ("alpha", 1.5, "less than or equal to 1"),
+        ("alpha", -0.1, "greater than or equal to 0"),
+        ("max_steps", 0, "greater than or equal to 1"),
+        ("batch_size", -4, "greater than or equal to 1"),
+        ("seq_len", 10**6, "less than or equal to"),
+        ("learning_rate", 0, "greater than 0"),
+        ("divergence", "kl", "forward_kl"),
+        ("teacher", "no-such-model", "unknown model 'no-such-model'"),
+        ("student", "../../etc", "'..' is not allowed"),
+        ("student", "/etc", "outside the configured roots"),
+        ("dataset", "no-such-data", "unknown dataset 'no-such-data'"),
+        ("seq_len", 1000, "exceeds the teacher's context of 128"),
+        ("grad_accum_steps", 3, "must divide batch_size"),
+        ("temperature", "hot", "valid number"),
+        ("surprise", 1, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(client, field, value, says):
+    r = client.post("/api/runs", json={**GOOD, field: value})
+    assert r.status_code == 422, r.text
+    errors = r.json()["detail"]
+    assert any(e["loc"][-1] == field and says in e["msg"] for e in errors), errors
+    assert client.get("/api/runs").json()["count"] == 0  # nothing stored
+
+
+def test_missing_field_and_non_finite_value(client):
+    body = dict(GOOD)
+    del body["teacher"]
+    r = client.post("/api/runs", json=body)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "teacher"]
+    raw = json.dumps({**GOOD, "temperature": float("nan")})  # Python writes the NaN token
+    r = client.post("/api/runs", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert any(e["loc"][-1] == "temperature" for e in r.json()["detail"])
+
+
+def test_vocabulary_mismatch_is_refused(client, tiny_kit, tmp_path):
+    import shutil
+
+    from transformers import AutoConfig
+
+    other = tmp_path / "data" / "models" / "other-vocab"
+    shutil.copytree(tiny_kit / "models" / "demo-student-s", other)
+    cfg = AutoConfig.from_pretrained(other)
+    cfg.vocab_size += 7
+    cfg.save_pretrained(other)
+    r = client.post("/api/runs", json={**GOOD, "student": "other-vocab"})
+    assert r.status_code == 422
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "student"] and "share one vocabulary" in err["msg"]
+
+
+def test_unknown_run_is_404(client):
+    assert client.get("/api/runs/999").status_code == 404
+    assert client.get("/api/runs/999/metrics").status_code == 404
+    assert client.get("/api/runs/999/stream").status_code == 404
+
+
+def _stored_run(status: str = RunStatus.RUNNING) -> int:
+    with transaction() as s:
+        run = Run(name="r", tags=[], config=GOOD, status=status, step=0, total_steps=3, latest={})
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def test_metrics_by_key_and_idempotent_upsert(client):
+    run_id = _stored_run()
+    rows = [
+        point_row(run_id, k, step, v)
+        for step in (1, 2, 3)
+        for k, v in (("train/soft_loss", step * 1.0), ("train/hard_loss", 10.0 + step))
+    ]
+    with transaction() as s:
+        write_points(s, rows)
+    with transaction() as s:  # writing the same points again replaces, never duplicates
+        write_points(
+            s,
+            [
+                point_row(run_id, "train/soft_loss", 2, 42.0),
+                point_row(run_id, "train/hard_loss", 3, float("nan")),
+            ],
+        )
+    r = client.get(
+        f"/api/runs/{run_id}/metrics", params={"keys": "train/soft_loss,train/hard_loss"}
+    )
+    m = r.json()["metrics"]
+    assert [(p["step"], p["value"]) for p in m["train/soft_loss"]] == [
+        (1, 1.0),
+        (2, 42.0),
+        (3, 3.0),
+    ]
+    hard = m["train/hard_loss"]
+    assert [p["step"] for p in hard] == [1, 2, 3]
+    assert hard[2]["value"] is None and hard[2]["flag"] == "nan"  # stored honestly
+    r = client.get(
+        f"/api/runs/{run_id}/metrics", params=[("keys", "train/soft_loss"), ("after_step", 1)]
+    )
+    assert [p["step"] for p in r.json()["metrics"]["train/soft_loss"]] == [2, 3]
+
+
+def _parse_sse(text: str) -> list[dict]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        ev = {}
+        for line in block.splitlines():
+            if line.startswith(":"):
+                continue
+            k, _, v = line.partition(": ")
+            ev[k] = v
+        if ev:
+            events.append(ev)
+    return events
+
+
+def test_stream_sends_points_status_and_done(client):
+    run_id = _stored_run(RunStatus.SUCCEEDED)
+    with transaction() as s:
+        write_points(s, [point_row(run_id, "train/soft_loss", st, 1.0 / st) for st in (1, 2, 3)])
+    r = client.get(f"/api/runs/{run_id}/stream")
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = _parse_sse(r.text)
+    kinds = [e.get("event") for e in events]
+    assert kinds[0] == "points" and kinds[-1] == "done" and "status" in kinds
+    pts = json.loads(events[0]["data"])["points"]
+    assert [p["step"] for p in pts] == [1, 2, 3] and events[0]["id"] == "3"
+    # A reconnecting client resumes after the last event id it saw.
+    r = client.get(f"/api/runs/{run_id}/stream", headers={"Last-Event-ID": "2"})
+    pts = json.loads(_parse_sse(r.text)[0]["data"])["points"]
+    assert [p["step"] for p in pts] == [3]
+
+
+def test_catalog_and_presets(client):
+    names = {m["name"] for m in client.get("/api/models").json()}
+    assert {"demo-teacher", "demo-student-s"} <= names
+    assert "demo" in {d["name"] for d in client.get("/api/datasets").json()}
+    presets = client.get("/api/presets").json()
+    assert presets[0]["id"] == "demo" and presets[0]["config"]["teacher"] == "demo-teacher"
+
+
+def test_frontend_and_local_plotly_are_served(client):
+    assert "Launch a run" in client.get("/").text
+    assert "chart-losses" in client.get("/runs/1").text
+    js = client.get("/static/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000  # the real bundle, no CDN
+
+
+def test_api_process_never_imports_torch():
+    code = (
+        "import sys; import backend.main, backend.cli, backend.queue; "
+        "from fastapi.testclient import TestClient; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -1,0 +1,19 @@
+"""Load models and tokenizers exactly as any Hugging Face model: `from_pretrained` on a local
+folder found under the configured model roots. `trust_remote_code` is never enabled."""
+
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from backend.services.catalog import resolve_model
+from backend.settings import Settings
+
+
+def load_causal_lm(name: str, settings: Settings):
+    path = resolve_model(name, settings)
+    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False)
+
+
+def load_tokenizer(name: str | Path, settings: Settings):
+    path = name if isinstance(name, Path) else resolve_model(name, settings)
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
