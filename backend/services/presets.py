@@ -1,6 +1,6 @@
 """Launch presets offered by the form. The demo preset runs on the offline demo kit."""
 
-from backend.schemas import Preset
+from backend.schemas import Preset, RunConfig
 
 _DEMO = {
     "teacher": "demo-teacher",
@@ -45,3 +45,7 @@ PRESETS = [
         config={"name": "demo-T4", **_DEMO, "temperature": 4.0, "alpha": 0.9},
     ),
 ]
+
+# Presets carry every field (defaults filled in), so the form shows the whole config.
+for _p in PRESETS:
+    _p.config = RunConfig.model_validate(_p.config).model_dump(mode="json")

@@ -15,10 +15,10 @@ const FIELDS = [
   { name: "grad_accum_steps", type: "number", label: "grad. accumulation" },
   { name: "seq_len", type: "number", label: "sequence length" },
   { name: "learning_rate", type: "number", label: "learning rate" },
-  { name: "warmup_steps", type: "number", label: "warm-up steps", optional: true, help: "empty: 10 % of the steps" },
+  { name: "warmup_steps", type: "number", label: "warm-up steps", help: "empty: 10 % of the steps" },
   { name: "eval_interval", type: "number", label: "eval every" },
   { name: "seed", type: "number", label: "seed" },
-  { name: "tags", type: "text", label: "tags", help: "comma-separated", optional: true },
+  { name: "tags", type: "text", label: "tags", help: "comma-separated" },
 ];
 
 let presets = [];
@@ -58,7 +58,7 @@ function readForm() {
   const body = {};
   for (const f of FIELDS) {
     const raw = document.getElementById(`f-${f.name}`).value.trim();
-    if (raw === "" && f.optional) continue;
+    if (raw === "") continue;  // the api's default applies (or it says the field is required)
     if (f.name === "tags") body.tags = raw.split(",").map((t) => t.trim()).filter(Boolean);
     else if (f.type === "number" && raw !== "" && !Number.isNaN(Number(raw))) body[f.name] = Number(raw);
     else body[f.name] = raw;  // the api says what is wrong with it
