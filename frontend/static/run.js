@@ -36,9 +36,9 @@ function initCharts() {
                type: "scattergl", yaxis: axis || "y", connectgaps: false };
     });
     const layout = {
-      title: { text: chart.title, font: { size: 14 } }, margin: { l: 55, r: 55, t: 40, b: 40 },
+      title: { text: chart.title, font: { size: 14 } }, margin: { l: 55, r: 55, t: 40, b: 90 },
       xaxis: { title: { text: "step" } }, yaxis: { rangemode: "tozero", range: chart.yrange },
-      legend: { orientation: "h", y: -0.2 }, height: 320, uirevision: "keep",
+      legend: { orientation: "h", y: -0.32 }, height: 340, uirevision: "keep",
     };
     if (chart.traces.some((t) => t[2] === "y2")) layout.yaxis2 = { overlaying: "y", side: "right", showgrid: false };
     Plotly.newPlot(chart.id, data, layout, { responsive: true, displaylogo: false });

@@ -19,6 +19,7 @@ from backend.settings import Settings
 from worker.distill import demo_language
 from worker.distill.data import load_dataset
 from worker.distill.loggers import ListLogger
+from worker.distill.models import hf_logging  # noqa: F401 - quiets transformers' warnings
 from worker.distill.trainer import DistillationRecipe
 
 KIT_VERSION = 1
@@ -149,7 +150,7 @@ class _ProgressLogger(ListLogger):
     def log(self, points: dict[str, float], step: int) -> None:
         super().log(points, step)
         self.bar.update(step - self.bar.n)
-        self.bar.set_postfix(loss=f"{points['train/loss']:.3f}")
+        self.bar.set_postfix(loss=f"{points['train/loss']:.3f}", refresh=False)
 
 
 def train_teacher(settings: Settings, tokenizer, *, progress: bool = True) -> dict:

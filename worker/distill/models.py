@@ -4,9 +4,16 @@ folder found under the configured model roots. `trust_remote_code` is never enab
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from backend.services.catalog import resolve_model
 from backend.settings import Settings
+
+# Packed sequences end in right padding whose labels are ignored, so transformers' advice to
+# pass an attention mask does not apply (and a mask would leave the causal fast path); its
+# per-load progress bars would flood the worker log.
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
 
 
 def load_causal_lm(name: str, settings: Settings):
