@@ -82,82 +82,114 @@ def _chunk_terms(
     want_grad: bool,
 ):
     """Per-row divergence and cross-entropy for one chunk (float32), and optionally the
-    gradients of (sum of D) and (sum of CE) with respect to the student logits."""
-    s, t = s.float(), t.float()
-    log_q = torch.log_softmax(s / temperature, dim=-1)
-    log_p = torch.log_softmax(t / temperature, dim=-1)
+    gradients of D and of CE with respect to the student logits."""
+    # Clamping at -1e30 keeps -inf logits finite, so 0 * log 0 terms are 0 rather than NaN
+    # without a masked select per term; it also makes the float32 copy we need anyway.
+    s = s.float().clamp(min=-1e30)
+    t = t.float().clamp(min=-1e30)
+    log_q = torch.log_softmax(s / temperature if temperature != 1 else s, dim=-1)
+    log_p = torch.log_softmax(t / temperature if temperature != 1 else t, dim=-1)
     q, p = log_q.exp(), log_p.exp()
+    g_u = None  # d D / d(z_s / T)
     if divergence == "forward_kl":
-        # where p == 0 the term is 0 (x log x -> 0); guards -inf padding logits.
-        div = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(-1)
-        g_u = q - p if want_grad else None  # d D / d(z_s / T)
+        div = (p * (log_p - log_q)).sum(-1)
+        if want_grad:
+            g_u = q - p
     elif divergence == "reverse_kl":
-        elem = torch.where(q > 0, q * (log_q - log_p), 0.0)
+        elem = q * (log_q - log_p)
         div = elem.sum(-1)
-        g_u = elem - q * div.unsqueeze(-1) if want_grad else None
-    else:  # jsd: the mixture is taken of probabilities, in log space for stability
+        if want_grad:
+            g_u = elem - q * div.unsqueeze(-1)
+    else:  # jsd: the mixture is taken of probabilities (in log space, for stability)
         log_m = torch.logaddexp(log_p + math.log(beta), log_q + math.log1p(-beta))
-        kl_pm = torch.where(p > 0, p * (log_p - log_m), 0.0).sum(-1)
-        kl_qm_elem = torch.where(q > 0, q * (log_q - log_m), 0.0)
-        div = beta * kl_pm + (1 - beta) * kl_qm_elem.sum(-1)
-        # dD/dq_j = (1 - beta)(log q_j - log m_j); through the softmax: q * (g - <q, g>)
-        g_u = (
-            (1 - beta) * (kl_qm_elem - q * kl_qm_elem.sum(-1, keepdim=True)) if want_grad else None
-        )
-    log_q1 = torch.log_softmax(s, dim=-1)
+        kl_qm_elem = q * (log_q - log_m)
+        div = beta * (p * (log_p - log_m)).sum(-1) + (1 - beta) * kl_qm_elem.sum(-1)
+        if want_grad:  # dD/dq_j = (1 - beta)(log q_j - log m_j); through the softmax:
+            g_u = (1 - beta) * (kl_qm_elem - q * kl_qm_elem.sum(-1, keepdim=True))
+    log_q1 = log_q if temperature == 1 else torch.log_softmax(s, dim=-1)
     ce = -log_q1.gather(-1, y.unsqueeze(-1)).squeeze(-1)
     if not want_grad:
         return div, ce, None, None
-    g_ce = log_q1.exp()
-    g_ce.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(ce, -1.0).unsqueeze(-1))
+    g_ce = q if temperature == 1 else log_q1.exp()
+    g_ce = g_ce.scatter_add(-1, y.unsqueeze(-1), torch.full_like(ce, -1.0).unsqueeze(-1))
     return div, ce, g_u / temperature, g_ce
 
 
-class _ChunkedDistillation(torch.autograd.Function):
+def _chunks(rows: Tensor, chunk_size: int):
+    for start in range(0, rows.numel(), chunk_size):
+        yield rows[start : start + chunk_size]
+
+
+class _FusedDistillation(torch.autograd.Function):
+    """Forward computes the loss and, chunk by chunk, the gradient of the total with respect
+    to the student logits (the only (tokens x vocab) tensor it keeps, the same size as the
+    gradient autograd must produce anyway). Backward scales it: no second pass over the
+    vocabulary unless the soft or hard term is differentiated on its own."""
+
     @staticmethod
-    def forward(ctx, student, teacher, labels, rows, temperature, divergence, beta, chunk_size):
+    def forward(
+        ctx, student, teacher, labels, rows, denom, temperature, alpha, divergence, beta, chunk_size
+    ):
+        need_grad = ctx.needs_input_grad[0]
+        grad = torch.zeros_like(student) if need_grad else None
         div_sum = torch.zeros((), dtype=torch.float32, device=student.device)
         ce_sum = torch.zeros((), dtype=torch.float32, device=student.device)
-        for start in range(0, rows.numel(), chunk_size):
-            idx = rows[start : start + chunk_size]
-            div, ce, _, _ = _chunk_terms(
+        w_div = alpha * temperature**2 / denom
+        w_ce = (1.0 - alpha) / denom
+        for idx in _chunks(rows, chunk_size):
+            div, ce, g_div, g_ce = _chunk_terms(
                 student.index_select(0, idx),
                 teacher.index_select(0, idx),
                 labels.index_select(0, idx),
                 temperature,
                 divergence,
                 beta,
-                want_grad=False,
+                need_grad,
             )
             div_sum += div.sum()
             ce_sum += ce.sum()
-        ctx.save_for_backward(student, labels, rows)
+            if need_grad:
+                grad.index_copy_(0, idx, (g_div * w_div + g_ce * w_ce).to(grad.dtype))
+        soft = temperature**2 * div_sum / denom
+        hard = ce_sum / denom
+        ctx.save_for_backward(grad, student, labels, rows, denom)
         # The teacher is kept as an attribute, not saved for backward: its logits may come
         # from torch.inference_mode, and it never needs a gradient.
         ctx.teacher = teacher
         ctx.args = (temperature, divergence, beta, chunk_size)
-        return div_sum, ce_sum
+        ctx.set_materialize_grads(False)
+        return alpha * soft + (1.0 - alpha) * hard, soft, hard
 
     @staticmethod
-    def backward(ctx, grad_div, grad_ce):
-        student, labels, rows = ctx.saved_tensors
-        teacher = ctx.teacher
-        temperature, divergence, beta, chunk_size = ctx.args
-        grad = torch.zeros_like(student)
-        for start in range(0, rows.numel(), chunk_size):
-            idx = rows[start : start + chunk_size]
-            _, _, g_div, g_ce = _chunk_terms(
-                student.index_select(0, idx),
-                teacher.index_select(0, idx),
-                labels.index_select(0, idx),
-                temperature,
-                divergence,
-                beta,
-                want_grad=True,
-            )
-            g = g_div * grad_div + g_ce * grad_ce
-            grad.index_copy_(0, idx, g.to(grad.dtype))
-        return grad, None, None, None, None, None, None, None
+    def backward(ctx, g_total, g_soft, g_hard):
+        grad, student, labels, rows, denom = ctx.saved_tensors
+        out = None
+        if g_total is not None:
+            # The usual case is loss.backward() with a gradient of exactly 1 (one host sync).
+            out = grad if bool(g_total == 1) else grad * g_total.to(grad.dtype)
+        if g_soft is not None or g_hard is not None:  # a term differentiated on its own
+            temperature, divergence, beta, chunk_size = ctx.args
+            w_div = (g_soft if g_soft is not None else 0.0) * temperature**2 / denom
+            w_ce = (g_hard if g_hard is not None else 0.0) / denom
+            extra = torch.zeros_like(student)
+            for idx in _chunks(rows, chunk_size):
+                _, _, g_div, g_ce = _chunk_terms(
+                    student.index_select(0, idx),
+                    ctx.teacher.index_select(0, idx),
+                    labels.index_select(0, idx),
+                    temperature,
+                    divergence,
+                    beta,
+                    True,
+                )
+                extra.index_copy_(0, idx, (g_div * w_div + g_ce * w_ce).to(extra.dtype))
+            out = extra if out is None else out + extra
+        return out, None, None, None, None, None, None, None, None, None
+
+
+# Rows per chunk: about this many float32 elements per (chunk x vocab) temporary, small
+# enough to stay in cache on a CPU and to keep the loss's workspace flat on a GPU.
+CHUNK_ELEMENTS = 1 << 18
 
 
 def distillation_loss(
@@ -171,36 +203,38 @@ def distillation_loss(
     beta: float = 0.5,
     ignore_index: int = -100,
     num_tokens: int | Tensor | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
 ) -> LossOutput:
     """Distillation loss of aligned logits `(..., V)` and labels `(...)`; see the module doc.
 
     `num_tokens` overrides N (the real tokens of the whole optimizer step); by default N is the
-    number of real positions in `labels`. The teacher logits never receive a gradient."""
-    _check(student_logits, teacher_logits, labels, temperature, alpha, divergence, beta, chunk_size)
+    number of real positions in `labels`. `chunk_size` is the rows per chunk (default: about
+    CHUNK_ELEMENTS elements per chunk). The teacher logits never receive a gradient."""
     vocab = student_logits.shape[-1]
+    if chunk_size is None:
+        chunk_size = max(1, CHUNK_ELEMENTS // max(vocab, 1))
+    _check(student_logits, teacher_logits, labels, temperature, alpha, divergence, beta, chunk_size)
     student = student_logits.reshape(-1, vocab)
     teacher = teacher_logits.detach().reshape(-1, vocab)
     flat_labels = labels.reshape(-1)
     mask = flat_labels != ignore_index
-    rows = mask.nonzero().squeeze(1)
+    rows = mask.nonzero().squeeze(1)  # host sync: the number of real tokens sizes the loop
     safe_labels = torch.where(mask, flat_labels, 0)
     if bool(((safe_labels < 0) | (safe_labels >= vocab)).any()):
         raise ValueError(f"labels must be in [0, {vocab}) or equal ignore_index={ignore_index}")
     n_real = rows.numel()
     denom = n_real if num_tokens is None else num_tokens
     denom = torch.as_tensor(denom, dtype=torch.float32, device=student.device).clamp_min(1.0)
-    div_sum, ce_sum = _ChunkedDistillation.apply(
+    total, soft, hard = _FusedDistillation.apply(
         student,
         teacher,
         safe_labels,
         rows,
+        denom,
         float(temperature),
+        float(alpha),
         divergence,
         float(beta),
         int(chunk_size),
     )
-    soft = temperature**2 * div_sum / denom
-    hard = ce_sum / denom
-    total = alpha * soft + (1.0 - alpha) * hard
     return LossOutput(total, soft, hard, torch.tensor(n_real, device=student.device))
