@@ -51,6 +51,15 @@ class RunConfig(BaseModel):
     eval_interval: int = Field(default=50, ge=1, le=1_000_000)
     eval_batches: int = Field(default=4, ge=1, le=1000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    checkpoint_interval: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Save a resumable checkpoint every N steps; default: every eval_interval.",
+    )
+    keep_checkpoints: int = Field(
+        default=2, ge=0, le=1000, description="How many of the latest checkpoints to keep (0: all)."
+    )
 
     @field_validator("grad_accum_steps")
     @classmethod
@@ -59,6 +68,10 @@ class RunConfig(BaseModel):
         if batch is not None and batch % v:
             raise ValueError(f"must divide batch_size ({batch}) into equal micro-batches")
         return v
+
+    @property
+    def resolved_checkpoint_interval(self) -> int:
+        return self.checkpoint_interval or self.eval_interval
 
     @property
     def resolved_warmup_steps(self) -> int:

@@ -37,6 +37,9 @@ class NullLogger:
     def log(self, points, step):
         pass
 
+    def flush(self):
+        pass
+
     def close(self):
         pass
 

@@ -80,20 +80,41 @@ def test_missing_field_and_non_finite_value(client):
     assert any(e["loc"][-1] == "temperature" for e in r.json()["detail"])
 
 
-def test_vocabulary_mismatch_is_refused(client, tiny_kit, tmp_path):
+def _copy_model(tiny_kit, tmp_path, name: str):
     import shutil
 
-    from transformers import AutoConfig
+    dst = tmp_path / "data" / "models" / name
+    shutil.copytree(tiny_kit / "models" / "demo-student-s", dst)
+    return dst
 
-    other = tmp_path / "data" / "models" / "other-vocab"
-    shutil.copytree(tiny_kit / "models" / "demo-student-s", other)
-    cfg = AutoConfig.from_pretrained(other)
-    cfg.vocab_size += 7
-    cfg.save_pretrained(other)
-    r = client.post("/api/runs", json={**GOOD, "student": "other-vocab"})
+
+def _set_vocab_size(folder, delta: int) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["vocab_size"] += delta
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def test_tokenizer_compatibility_is_checked_before_queueing(client, tiny_kit, tmp_path):
+    # Identical vocabularies pass (GOOD). A head padded beyond the tokenizer passes too: the
+    # logits are sliced to the shared tokenizer vocabulary.
+    _set_vocab_size(_copy_model(tiny_kit, tmp_path, "padded"), 64)
+    assert client.post("/api/runs", json={**GOOD, "student": "padded"}).status_code == 201
+    # A different tokenizer is refused with the reason.
+    other = _copy_model(tiny_kit, tmp_path, "other-tokenizer")
+    tok = json.loads((other / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["cat"], vocab["dog"] = vocab["dog"], vocab["cat"]
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    r = client.post("/api/runs", json={**GOOD, "student": "other-tokenizer"})
     assert r.status_code == 422
     err = r.json()["detail"][0]
     assert err["loc"] == ["body", "student"] and "share one vocabulary" in err["msg"]
+    assert "'cat' is id" in err["msg"] or "'dog' is id" in err["msg"]
+    # A head smaller than its tokenizer cannot be distilled either.
+    _set_vocab_size(_copy_model(tiny_kit, tmp_path, "short-head"), -5)
+    r = client.post("/api/runs", json={**GOOD, "student": "short-head"})
+    assert r.status_code == 422 and "logits but its tokenizer has" in r.json()["detail"][0]["msg"]
+    assert client.get("/api/runs").json()["count"] == 1  # only the padded run was stored
 
 
 def test_unknown_run_is_404(client):
@@ -199,3 +220,18 @@ def test_api_process_never_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_dataset_files_are_accepted_and_checked(client, tmp_path):
+    root = tmp_path / "data" / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "qa.jsonl").write_text('{"prompt": "the lazy", "completion": "cat naps ."}\n')
+    (root / "notes.txt").write_text("the lazy cat naps .\n")
+    (root / "bad.jsonl").write_text('{"question": "?"}\n')
+    for name in ("qa.jsonl", "notes.txt"):
+        assert client.post("/api/runs", json={**GOOD, "dataset": name}).status_code == 201
+    r = client.post("/api/runs", json={**GOOD, "dataset": "bad.jsonl"})
+    assert r.status_code == 422
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "dataset"] and '"prompt" and "completion"' in err["msg"]
+    assert {"qa.jsonl", "notes.txt"} <= {d["name"] for d in client.get("/api/datasets").json()}

@@ -119,3 +119,143 @@ def test_packed_sequences_are_aligned_and_start_at_sentence_starts(tiny_kit):
     assert (p > 0).all()
     # Batches are reproducible from their index alone.
     assert torch.equal(batch_at(data.train, 5, 4, seed=1)[0], batch_at(data.train, 5, 4, seed=1)[0])
+
+
+def test_resumed_run_continues_the_uninterrupted_curve(tiny_kit, tmp_path):
+    from worker.distill.checkpoint import latest_checkpoint, list_checkpoints
+    from worker.distill.models import load_causal_lm_from
+
+    settings = Settings(data_dir=tiny_kit)
+    cfg = RunConfig(
+        name="t",
+        teacher="demo-teacher",
+        student="demo-student-s",
+        dataset="demo",
+        max_steps=20,
+        batch_size=4,
+        seq_len=32,
+        learning_rate=5e-3,
+        eval_interval=10,
+        eval_batches=2,
+        checkpoint_interval=5,
+        keep_checkpoints=2,
+    )
+    tok = load_tokenizer(cfg.student, settings)
+    data = load_dataset(
+        tiny_kit / "datasets" / "demo", tok, seq_len=32, seed=0, vocab_size=len(tok)
+    )
+
+    def recipe(student, logger, ckpt):
+        r = DistillationRecipe(
+            cfg,
+            student=student,
+            teacher=load_causal_lm(cfg.teacher, settings),
+            data=data,
+            logger=logger,
+            device=torch.device("cpu"),
+            vocab_size=len(tok),
+            checkpoint_dir=ckpt,
+            tokenizer=tok,
+        )
+        r.setup()
+        return r
+
+    whole = ListLogger()
+    recipe(load_causal_lm(cfg.student, settings), whole, tmp_path / "a").train()
+    kept = list_checkpoints(tmp_path / "a")
+    assert [p.name for p in kept] == ["step-00000010", "step-00000015"]  # keep=2, atomic names
+
+    # Interrupted after step 10: a fresh process resumes from the step-10 checkpoint.
+    first = ListLogger()
+    r = recipe(load_causal_lm(cfg.student, settings), first, tmp_path / "b")
+    r.cfg = cfg.model_copy(update={"max_steps": 20})
+    r.should_stop = lambda: r.step >= 10
+    try:
+        r.train()
+    except Exception:  # Cancelled at step 10
+        pass
+    ckpt = latest_checkpoint(tmp_path / "b")
+    assert ckpt.name == "step-00000010"
+    resumed = ListLogger()
+    r2 = recipe(load_causal_lm_from(ckpt), resumed, tmp_path / "b")
+    r2.resume(ckpt)
+    assert r2.step == 10
+    r2.train()
+    for key in ("train/soft_loss", "train/hard_loss", "train/lr", "eval/kl_true"):
+        expected = [(s, v) for s, v in whole.series(key) if s > 10]
+        got = resumed.series(key)
+        assert [s for s, _ in got] == [s for s, _ in expected], key
+        for (_, a), (_, b) in zip(got, expected, strict=True):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-7), key
+
+
+def test_padded_student_head_is_sliced_to_the_shared_vocabulary(tiny_kit, tmp_path):
+    settings = Settings(data_dir=tiny_kit)
+    tok = load_tokenizer("demo-student-s", settings)
+    student = load_causal_lm("demo-student-s", settings)
+    student.resize_token_embeddings(len(tok) + 64)  # e.g. 151,936 vs 152,064 rows
+    student.save_pretrained(tmp_path / "padded")
+    padded = load_causal_lm_from_path(tmp_path / "padded")
+    assert padded.config.vocab_size == len(tok) + 64
+    cfg = RunConfig(
+        name="t",
+        teacher="demo-teacher",
+        student="padded",
+        dataset="demo",
+        max_steps=4,
+        batch_size=4,
+        seq_len=32,
+        eval_interval=4,
+        eval_batches=1,
+    )
+    data = load_dataset(
+        tiny_kit / "datasets" / "demo", tok, seq_len=32, seed=0, vocab_size=len(tok)
+    )
+    logger = ListLogger()
+    r = DistillationRecipe(
+        cfg,
+        student=padded,
+        teacher=load_causal_lm("demo-teacher", settings),
+        data=data,
+        logger=logger,
+        device=torch.device("cpu"),
+        vocab_size=len(tok),
+    )
+    r.setup()
+    r.train()
+    assert all(math.isfinite(v) for _, _, v in logger.rows)
+    assert {k for _, k, _ in logger.rows} >= {"train/soft_loss", "eval/kl_true"}
+
+
+def load_causal_lm_from_path(path):
+    from worker.distill.models import load_causal_lm_from
+
+    return load_causal_lm_from(path)
+
+
+def test_jsonl_prompt_completion_trains_on_the_completion_only(tiny_kit, tmp_path):
+    import json
+
+    settings = Settings(data_dir=tiny_kit)
+    tok = load_tokenizer("demo-student-s", settings)
+    path = tmp_path / "qa.jsonl"
+    rows = [
+        {"prompt": "that sleepy", "completion": "cat naps on a mat ."},
+        {"text": "a big dog runs to the park ."},
+    ] * 40
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = load_dataset(path, tok, seq_len=32, seed=0, vocab_size=len(tok))
+    assert len(data.eval) >= 1  # 5 % held out
+    ids, labels = data.train.input_ids, data.train.labels
+    prompt_ids = set(tok("that sleepy", add_special_tokens=False)["input_ids"])
+    assert prompt_ids <= set(ids.flatten().tolist())  # the prompt is there, as context
+    # Prompt tokens are inputs but never labels; completion and text tokens are labels.
+    for row in range(len(ids)):
+        real = [int(x) for x in labels[row] if x != IGNORE]
+        assert not prompt_ids & set(real)
+    assert (labels != IGNORE).sum() > 0
+    txt = tmp_path / "plain.txt"
+    txt.write_text("the lazy cat naps on the sofa .\n" * 30)
+    plain = load_dataset(txt, tok, seq_len=32, seed=0, vocab_size=len(tok))
+    first = tok("the", add_special_tokens=False)["input_ids"][0]
+    assert (plain.train.labels == first).any()  # text lines: every token is a target

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from backend.schemas import DatasetInfo, ModelInfo
+from backend.services.records import SUFFIXES
 from backend.settings import Settings
 
 
@@ -46,7 +47,14 @@ def resolve_model(name: str, settings: Settings) -> Path:
 
 
 def resolve_dataset(name: str, settings: Settings) -> Path:
-    return _resolve(name, settings.all_dataset_roots, "dataset.json", "dataset")
+    """A folder with dataset.json, or a .txt / .jsonl file, under the dataset roots."""
+    roots = settings.all_dataset_roots
+    if name.endswith(SUFFIXES) and ".." not in Path(name).parts:
+        candidate = Path(name)
+        for path in [candidate] if candidate.is_absolute() else [r / candidate for r in roots]:
+            if path.is_file() and any(_inside(path, r) for r in roots):
+                return path.resolve()
+    return _resolve(name, roots, "dataset.json", "dataset")
 
 
 def read_model_config(path: Path) -> dict:
@@ -87,6 +95,13 @@ def read_dataset_manifest(path: Path) -> dict:
 
 def list_datasets(settings: Settings) -> list[DatasetInfo]:
     out = []
+    for root in settings.all_dataset_roots:
+        for f in sorted(p for p in root.glob("*") if p.suffix in SUFFIXES and p.is_file()):
+            out.append(
+                DatasetInfo(
+                    name=f.name, path=str(f), kind="text", description=f"{f.suffix[1:]} file"
+                )
+            )
     for name, path in _list(settings.all_dataset_roots, "dataset.json"):
         manifest = read_dataset_manifest(path)
         out.append(

@@ -8,6 +8,8 @@ from sqlalchemy.orm import Session
 from backend.db.models import MetricPoint, Run, RunStatus, utcnow
 from backend.schemas import MetricsPublic, Point, RunConfig
 from backend.services import catalog
+from backend.services.records import check_records
+from backend.services.vocab import VocabularyMismatch, shared_vocab_size
 from backend.settings import Settings
 
 
@@ -29,19 +31,16 @@ def check_resources(*, config: RunConfig, settings: Settings) -> None:
         except catalog.CatalogError as e:
             raise FieldError(field, str(e), name) from None
     try:
-        catalog.resolve_dataset(config.dataset, settings)
-    except catalog.CatalogError as e:
+        data_path = catalog.resolve_dataset(config.dataset, settings)
+        if data_path.is_file():
+            check_records(data_path)
+    except (catalog.CatalogError, ValueError, UnicodeDecodeError) as e:
         raise FieldError("dataset", str(e), config.dataset) from None
     cfgs = {f: catalog.read_model_config(p) for f, p in paths.items()}
-    t_vocab, s_vocab = cfgs["teacher"].get("vocab_size"), cfgs["student"].get("vocab_size")
-    if t_vocab != s_vocab:
-        raise FieldError(
-            "student",
-            f"vocabulary mismatch: teacher has {t_vocab} logits, student {s_vocab}; logit "
-            "distillation compares the two distributions token by token, so both models must "
-            "share one vocabulary",
-            config.student,
-        )
+    try:
+        shared_vocab_size(paths["teacher"], paths["student"], cfgs["teacher"], cfgs["student"])
+    except VocabularyMismatch as e:
+        raise FieldError("student", str(e), config.student) from None
     for field, cfg in cfgs.items():
         limit = cfg.get("n_positions") or cfg.get("max_position_embeddings")
         if limit and config.seq_len > limit:

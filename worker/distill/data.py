@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from backend.services.records import Record, read_records
 from worker.distill import demo_language
 
 IGNORE = -100
@@ -37,43 +38,53 @@ class DistillData:
     kind: str
 
 
-def _read_lines(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+Doc = tuple[list[int], list[bool]]  # tokens, and whether each token is a training target
 
 
 def _pack(
-    docs: list[list[int]], seq_len: int, bos: int | None, pad: int
-) -> tuple[list[list[int]], list[int]]:
+    docs: list[Doc], seq_len: int, bos: int | None, pad: int
+) -> tuple[list[list[int]], list[list[bool]]]:
     """Greedy packing into chunks of seq_len + 1 tokens, each starting at a document start.
-    Returns the padded chunks and each chunk's real length."""
-    head = [bos] if bos is not None else []
+    Returns the padded chunks and, per token, whether it may be predicted (a label)."""
+    head = ([bos], [False]) if bos is not None else ([], [])
     chunks: list[list[int]] = []
-    cur = list(head)
-    for doc in docs:
-        doc = doc[: seq_len + 1 - len(head)]  # a document longer than a sequence is truncated
-        if len(cur) + len(doc) > seq_len + 1 and len(cur) > len(head):
+    flags: list[list[bool]] = []
+    cur, cur_f = list(head[0]), list(head[1])
+    for ids, targets in docs:
+        room = seq_len + 1 - len(head[0])  # a document longer than a sequence is truncated
+        ids, targets = ids[:room], targets[:room]
+        if len(cur) + len(ids) > seq_len + 1 and len(cur) > len(head[0]):
             chunks.append(cur)
-            cur = list(head)
-        cur += doc
-    if len(cur) > len(head):
+            flags.append(cur_f)
+            cur, cur_f = list(head[0]), list(head[1])
+        cur += ids
+        cur_f += targets
+    if len(cur) > len(head[0]):
         chunks.append(cur)
-    lengths = [len(c) for c in chunks]
-    return [c + [pad] * (seq_len + 1 - len(c)) for c in chunks], lengths
+        flags.append(cur_f)
+    n = seq_len + 1
+    return ([c + [pad] * (n - len(c)) for c in chunks], [f + [False] * (n - len(f)) for f in flags])
 
 
-def _to_split(chunks: list[list[int]], lengths: list[int]) -> Split:
+def _to_split(chunks: list[list[int]], flags: list[list[bool]]) -> Split:
     t = torch.tensor(chunks, dtype=torch.long)
-    labels = t[:, 1:].clone()
-    for row, n_real in enumerate(lengths):
-        labels[row, n_real - 1 :] = IGNORE
-    return Split(input_ids=t[:, :-1].contiguous(), labels=labels)
+    target = torch.tensor(flags, dtype=torch.bool)
+    labels = torch.where(target[:, 1:], t[:, 1:], IGNORE)
+    return Split(input_ids=t[:, :-1].contiguous(), labels=labels.contiguous())
 
 
-def _encode_split(texts: list[str], tokenizer, seq_len: int, eos: int | None, seed: int | None):
-    docs = [
-        tokenizer(t, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
-        for t in texts
-    ]
+def _encode_split(
+    records: list[Record], tokenizer, seq_len: int, eos: int | None, seed: int | None
+):
+    docs: list[Doc] = []
+    tail = [eos] if eos is not None else []
+    for prompt, text in records:
+        body = tokenizer(text, add_special_tokens=False)["input_ids"] + tail
+        if prompt is None:
+            docs.append((body, [True] * len(body)))
+        else:  # prompt tokens are context only: no loss on them
+            head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            docs.append((head + body, [False] * len(head) + [True] * len(body)))
     if seed is not None:
         random.Random(seed).shuffle(docs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -105,20 +116,24 @@ def load_dataset(
     vocab_size: int,
     max_eval_sequences: int | None = None,
 ) -> DistillData:
-    """Load a dataset folder (dataset.json + text files) as packed train and eval splits."""
-    manifest = json.loads((path / "dataset.json").read_text())
+    """Load a dataset (a folder with dataset.json, or a .txt / .jsonl file) as packed train
+    and eval splits."""
+    if path.is_file():
+        manifest, path = {"kind": "text", "train": path.name, "eval": None}, path.parent
+    else:
+        manifest = json.loads((path / "dataset.json").read_text())
     kind = manifest.get("kind", "text")
-    train_texts = _read_lines(path / manifest.get("train", "train.txt"))
-    eval_file = path / manifest.get("eval", "eval.txt")
-    if eval_file.is_file():
-        eval_texts = _read_lines(eval_file)
+    train_records = read_records(path / manifest.get("train", "train.txt"))
+    eval_name = manifest.get("eval", "eval.txt")
+    if eval_name and (path / eval_name).is_file():
+        eval_records = read_records(path / eval_name)
     else:  # hold out 5 % (at least one document) of the training documents
-        n_eval = max(1, len(train_texts) // 20)
-        train_texts, eval_texts = train_texts[:-n_eval], train_texts[-n_eval:]
+        n_eval = max(1, len(train_records) // 20)
+        train_records, eval_records = train_records[:-n_eval], train_records[-n_eval:]
     # The demo language ends each sentence with "."; other text gets the tokenizer's EOS.
     eos = None if kind == "demo-language" else tokenizer.eos_token_id
-    train = _to_split(*_encode_split(train_texts, tokenizer, seq_len, eos, seed))
-    eval_ = _to_split(*_encode_split(eval_texts, tokenizer, seq_len, eos, None))
+    train = _to_split(*_encode_split(train_records, tokenizer, seq_len, eos, seed))
+    eval_ = _to_split(*_encode_split(eval_records, tokenizer, seq_len, eos, None))
     if max_eval_sequences is not None:
         eval_ = Split(eval_.input_ids[:max_eval_sequences], eval_.labels[:max_eval_sequences])
     if kind == "demo-language":

@@ -8,6 +8,8 @@ from typing import Protocol
 class MetricLogger(Protocol):
     def log(self, points: dict[str, float], step: int) -> None: ...
 
+    def flush(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -19,6 +21,9 @@ class ListLogger:
 
     def log(self, points: dict[str, float], step: int) -> None:
         self.rows.extend((step, k, v) for k, v in points.items())
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -16,9 +16,12 @@ hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
 
-def load_causal_lm(name: str, settings: Settings):
-    path = resolve_model(name, settings)
+def load_causal_lm_from(path: Path):
     return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False)
+
+
+def load_causal_lm(name: str, settings: Settings):
+    return load_causal_lm_from(resolve_model(name, settings))
 
 
 def load_tokenizer(name: str | Path, settings: Settings):

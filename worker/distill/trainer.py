@@ -10,11 +10,13 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from backend.schemas import RunConfig
+from worker.distill.checkpoint import load_trainer_state, save_checkpoint
 from worker.distill.data import IGNORE, DistillData, batch_at
 from worker.distill.loggers import MetricLogger
 from worker.distill.losses import distillation_loss
@@ -49,6 +51,8 @@ class DistillationRecipe:
         vocab_size: int | None = None,
         should_stop: Callable[[], bool] | None = None,
         sync_every: int = 8,
+        checkpoint_dir: Path | None = None,
+        tokenizer=None,
     ):
         self.cfg = config
         self.student, self.teacher, self.data, self.logger = student, teacher, data, logger
@@ -57,6 +61,7 @@ class DistillationRecipe:
         self.vocab = vocab_size
         self.should_stop = should_stop
         self.sync_every = sync_every
+        self.checkpoint_dir, self.tokenizer = checkpoint_dir, tokenizer
         self.step = 0
 
     # ---------------------------------------------------------------- setup
@@ -158,12 +163,42 @@ class DistillationRecipe:
             pending.append((index + 1, self.train_step(index)))
             self.step = index + 1
             is_eval = self.step % self.cfg.eval_interval == 0 or self.step == self.cfg.max_steps
-            if is_eval or len(pending) >= self.sync_every:
+            is_ckpt = (
+                self.checkpoint_dir is not None
+                and self.step < self.cfg.max_steps
+                and self.step % self.cfg.resolved_checkpoint_interval == 0
+            )
+            if is_eval or is_ckpt or len(pending) >= self.sync_every:
                 extra = self.evaluate() if is_eval else {}
                 last = self._flush(pending, window_start, extra)
                 pending, window_start = [], time.perf_counter()
+            if is_ckpt:
+                self.logger.flush()  # points up to this step are stored before the checkpoint
+                self.save_checkpoint()
         self.logger.close()
         return last
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(
+            self.checkpoint_dir,
+            step=self.step,
+            student=self.student,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            tokenizer=self.tokenizer,
+            keep=self.cfg.keep_checkpoints,
+        )
+
+    def resume(self, path: Path) -> None:
+        """Continue from a checkpoint (after setup(); the student must already hold the
+        checkpoint's weights, e.g. loaded with from_pretrained from `path`)."""
+        state = load_trainer_state(path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = int(state["step"])
 
     def _flush(self, pending, window_start: float, extra: dict[str, float] | None = None):
         """One host sync for a window of steps: tensors → floats → logger, one call per step."""
