@@ -15,33 +15,18 @@ import torch
 from backend.schemas import RunConfig
 from backend.services.presets import PRESETS
 from backend.settings import Settings
-from worker.distill.data import load_dataset
 from worker.distill.loggers import ListLogger
-from worker.distill.models import load_causal_lm, load_tokenizer
-from worker.distill.trainer import DistillationRecipe
+from worker.distill.setup import build_recipe
 
 
 def run(settings: Settings, device: str) -> tuple[ListLogger, float]:
-    cfg = RunConfig.model_validate(PRESETS[0].config)
-    tok = load_tokenizer(cfg.student, settings)
-    data = load_dataset(
-        settings.datasets_dir / cfg.dataset,
-        tok,
-        seq_len=cfg.seq_len,
-        seed=cfg.seed,
-        vocab_size=len(tok),
-    )
     logger = ListLogger()
-    recipe = DistillationRecipe(
-        cfg,
-        student=load_causal_lm(cfg.student, settings),
-        teacher=load_causal_lm(cfg.teacher, settings),
-        data=data,
+    recipe = build_recipe(
+        RunConfig.model_validate(PRESETS[0].config),
+        settings,
         logger=logger,
         device=torch.device(device),
-        vocab_size=len(tok),
     )
-    recipe.setup()
     t0 = time.perf_counter()
     recipe.train()
     if device == "cuda":

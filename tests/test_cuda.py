@@ -8,11 +8,9 @@ import torch
 
 from backend.schemas import RunConfig
 from backend.settings import Settings
-from worker.distill.data import load_dataset
 from worker.distill.loggers import ListLogger
 from worker.distill.losses import distillation_loss
-from worker.distill.models import load_causal_lm, load_tokenizer
-from worker.distill.trainer import DistillationRecipe
+from worker.distill.setup import build_recipe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -37,7 +35,6 @@ def test_bf16_loss_on_cuda_matches_float32_on_cpu():
 
 
 def _run(kit, device: str, steps: int = 30) -> ListLogger:
-    settings = Settings(data_dir=kit)
     cfg = RunConfig(
         name="cuda",
         teacher="demo-teacher",
@@ -51,22 +48,8 @@ def _run(kit, device: str, steps: int = 30) -> ListLogger:
         eval_batches=2,
         seed=0,
     )
-    tok = load_tokenizer(cfg.student, settings)
-    data = load_dataset(
-        kit / "datasets" / "demo", tok, seq_len=cfg.seq_len, seed=0, vocab_size=len(tok)
-    )
     logger = ListLogger()
-    recipe = DistillationRecipe(
-        cfg,
-        student=load_causal_lm(cfg.student, settings),
-        teacher=load_causal_lm(cfg.teacher, settings),
-        data=data,
-        logger=logger,
-        device=torch.device(device),
-        vocab_size=len(tok),
-    )
-    recipe.setup()
-    recipe.train()
+    build_recipe(cfg, Settings(data_dir=kit), logger=logger, device=torch.device(device)).train()
     return logger
 
 

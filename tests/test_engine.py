@@ -10,6 +10,7 @@ from backend.settings import Settings
 from worker.distill.data import IGNORE, batch_at, load_dataset
 from worker.distill.loggers import ListLogger
 from worker.distill.models import load_causal_lm, load_tokenizer
+from worker.distill.setup import build_recipe
 from worker.distill.trainer import DistillationRecipe, warmup_cosine
 
 TRAIN_KEYS = {
@@ -31,7 +32,6 @@ EVAL_KEYS = {
 
 
 def _run(kit, steps=24, **overrides):
-    settings = Settings(data_dir=kit)
     cfg = RunConfig(
         name="t",
         teacher="demo-teacher",
@@ -45,21 +45,8 @@ def _run(kit, steps=24, **overrides):
         eval_batches=2,
         **overrides,
     )
-    tok = load_tokenizer(cfg.student, settings)
-    data = load_dataset(
-        kit / "datasets" / "demo", tok, seq_len=cfg.seq_len, seed=cfg.seed, vocab_size=len(tok)
-    )
     logger = ListLogger()
-    recipe = DistillationRecipe(
-        cfg,
-        student=load_causal_lm(cfg.student, settings),
-        teacher=load_causal_lm(cfg.teacher, settings),
-        data=data,
-        logger=logger,
-        device=torch.device("cpu"),
-        vocab_size=len(tok),
-    )
-    recipe.setup()
+    recipe = build_recipe(cfg, Settings(data_dir=kit), logger=logger, device=torch.device("cpu"))
     recipe.train()
     return logger, recipe
 

@@ -12,11 +12,9 @@ import torch
 from backend.db.models import Run, RunStatus, utcnow
 from backend.db.session import transaction
 from backend.schemas import RunConfig
-from backend.services.catalog import resolve_dataset
 from backend.settings import get_settings
-from worker.distill.data import load_dataset
-from worker.distill.models import load_causal_lm, load_tokenizer
-from worker.distill.trainer import DistillationRecipe, pick_device
+from worker.distill.checkpoint import latest_checkpoint
+from worker.distill.setup import build_recipe
 from worker.metrics import DatabaseLogger
 
 log = logging.getLogger(__name__)
@@ -55,32 +53,23 @@ def run_training(run_id: int) -> str | None:
         return None
     settings = get_settings()
     logger = DatabaseLogger(run_id)
+    run_dir = settings.runs_dir / str(run_id)
     try:
-        tokenizer = load_tokenizer(config.student, settings)
-        student = load_causal_lm(config.student, settings)
-        teacher = load_causal_lm(config.teacher, settings)
-        vocab = len(tokenizer)
-        data = load_dataset(
-            resolve_dataset(config.dataset, settings),
-            tokenizer,
-            seq_len=config.seq_len,
-            seed=config.seed,
-            vocab_size=vocab,
-        )
-        recipe = DistillationRecipe(
+        # A run that was interrupted (its task redelivered) resumes from its latest checkpoint.
+        resume_from = latest_checkpoint(run_dir / "checkpoints")
+        recipe = build_recipe(
             config,
-            student=student,
-            teacher=teacher,
-            data=data,
+            settings,
             logger=logger,
-            device=pick_device(),
-            vocab_size=vocab,
+            student_path=resume_from,
+            checkpoint_dir=run_dir / "checkpoints",
         )
-        recipe.setup()
+        if resume_from is not None:
+            recipe.resume(resume_from)
+            log.info("run %s resumes from %s", run_id, resume_from)
         recipe.train()
-        out = settings.runs_dir / str(run_id) / "final"
-        student.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
+        recipe.student.save_pretrained(run_dir / "final", safe_serialization=True)
+        recipe.tokenizer.save_pretrained(run_dir / "final")
     except Exception as exc:  # the run fails and says why; the worker lives on
         log.exception("run %s failed", run_id)
         try:

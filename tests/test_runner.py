@@ -1,0 +1,96 @@
+"""The worker's run runner in-process on SQLite: status lifecycle, and a redelivered run
+resuming from its latest checkpoint instead of starting over."""
+
+import time
+
+import pytest
+import torch
+
+from backend.db.models import MetricPoint, Run, RunStatus
+from backend.db.session import transaction
+from backend.schemas import RunConfig
+from backend.settings import get_settings
+from worker.distill.setup import build_recipe
+from worker.distill.trainer import Cancelled
+from worker.metrics import DatabaseLogger
+from worker.runner import run_training
+
+CFG = RunConfig(
+    name="r",
+    teacher="demo-teacher",
+    student="demo-student-s",
+    dataset="demo",
+    max_steps=20,
+    batch_size=4,
+    seq_len=32,
+    learning_rate=3e-3,
+    eval_interval=10,
+    eval_batches=1,
+    checkpoint_interval=5,
+)
+
+
+@pytest.fixture
+def run_id(env):
+    from backend.db.migrate import upgrade
+
+    upgrade()
+    with transaction() as s:
+        run = Run(
+            name="r",
+            tags=[],
+            config=CFG.model_dump(mode="json"),
+            status="queued",
+            step=0,
+            total_steps=20,
+            latest={},
+        )
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def _points(run_id: int, key: str) -> list[MetricPoint]:
+    with transaction() as s:
+        return list(
+            s.query(MetricPoint).filter_by(run_id=run_id, key=key).order_by(MetricPoint.step)
+        )
+
+
+def test_run_succeeds_and_is_not_run_twice(run_id):
+    assert run_training(run_id) == RunStatus.SUCCEEDED
+    with transaction() as s:
+        run = s.get(Run, run_id)
+        assert run.status == "succeeded" and run.step == 20 and run.finished_at
+        assert run.latest["train/soft_loss"] > 0
+    assert [p.step for p in _points(run_id, "train/hard_loss")] == list(range(1, 21))
+    assert (get_settings().runs_dir / str(run_id) / "final" / "config.json").is_file()
+    assert run_training(run_id) is None  # a duplicate delivery of an ended run does nothing
+
+
+def test_redelivered_run_resumes_from_its_latest_checkpoint(run_id):
+    # First attempt: the worker dies after step 12 (checkpoints at 5 and 10).
+    settings = get_settings()
+    ckpt_dir = settings.runs_dir / str(run_id) / "checkpoints"
+    recipe = build_recipe(
+        CFG,
+        settings,
+        logger=DatabaseLogger(run_id),
+        device=torch.device("cpu"),
+        checkpoint_dir=ckpt_dir,
+    )
+    recipe.should_stop = lambda: recipe.step >= 12
+    with pytest.raises(Cancelled):
+        recipe.train()
+    recipe.logger.flush()
+    with transaction() as s:
+        s.get(Run, run_id).status = RunStatus.RUNNING
+    before = {p.step: p.wall_time for p in _points(run_id, "train/soft_loss")}
+    assert sorted(before) == list(range(1, 13))
+    time.sleep(0.05)
+    # Redelivery: the runner resumes at step 10, replays 11-12 and finishes.
+    assert run_training(run_id) == RunStatus.SUCCEEDED
+    after = {p.step: p.wall_time for p in _points(run_id, "train/soft_loss")}
+    assert sorted(after) == list(range(1, 21))  # every step exactly once
+    assert all(after[s] == before[s] for s in range(1, 11))  # not recomputed
+    assert all(after[s] > before[s] for s in (11, 12))  # replayed steps replaced, not duplicated
