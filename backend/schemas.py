@@ -57,6 +57,14 @@ class RunConfig(BaseModel):
         le=1_000_000,
         description="Save a resumable checkpoint every N steps; default: every eval_interval.",
     )
+    teacher_cache_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Cache the "
+        "teacher's top-k logits (k) for the training data and "
+        "reuse them across runs; forward_kl only.",
+    )
     keep_checkpoints: int = Field(
         default=2, ge=0, le=1000, description="How many of the latest checkpoints to keep (0: all)."
     )
@@ -67,6 +75,13 @@ class RunConfig(BaseModel):
         batch = info.data.get("batch_size")
         if batch is not None and batch % v:
             raise ValueError(f"must divide batch_size ({batch}) into equal micro-batches")
+        return v
+
+    @field_validator("teacher_cache_k")
+    @classmethod
+    def _cache_needs_forward_kl(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and info.data.get("divergence", "forward_kl") != "forward_kl":
+            raise ValueError("the teacher-logit cache supports divergence forward_kl only")
         return v
 
     @property

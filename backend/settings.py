@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         return self.data_dir / "runs"
 
     @property
+    def teacher_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "teacher-logits"
+
+    @property
     def all_model_roots(self) -> list[Path]:
         return [self.models_dir, *[p.expanduser().resolve() for p in self.model_roots]]
 

@@ -235,3 +235,11 @@ def test_dataset_files_are_accepted_and_checked(client, tmp_path):
     err = r.json()["detail"][0]
     assert err["loc"] == ["body", "dataset"] and '"prompt" and "completion"' in err["msg"]
     assert {"qa.jsonl", "notes.txt"} <= {d["name"] for d in client.get("/api/datasets").json()}
+
+
+def test_teacher_cache_limits(client):
+    r = client.post("/api/runs", json={**GOOD, "teacher_cache_k": 8, "divergence": "jsd"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "teacher_cache_k"
+    r = client.post("/api/runs", json={**GOOD, "teacher_cache_k": 4000})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "teacher_cache_k"
+    assert client.post("/api/runs", json={**GOOD, "teacher_cache_k": 16}).status_code == 201

@@ -88,9 +88,7 @@ def test_lr_schedule_warms_up_then_decays():
 def test_packed_sequences_are_aligned_and_start_at_sentence_starts(tiny_kit):
     settings = Settings(data_dir=tiny_kit)
     tok = load_tokenizer("demo-teacher", settings)
-    data = load_dataset(
-        tiny_kit / "datasets" / "demo", tok, seq_len=32, seed=0, vocab_size=len(tok)
-    )
+    data = load_dataset(tiny_kit / "datasets" / "demo", tok, seq_len=32, vocab_size=len(tok))
     ids, labels = data.train.input_ids, data.train.labels
     assert (ids[:, 0] == tok.bos_token_id).all()
     real = labels != IGNORE
@@ -128,9 +126,7 @@ def test_resumed_run_continues_the_uninterrupted_curve(tiny_kit, tmp_path):
         keep_checkpoints=2,
     )
     tok = load_tokenizer(cfg.student, settings)
-    data = load_dataset(
-        tiny_kit / "datasets" / "demo", tok, seq_len=32, seed=0, vocab_size=len(tok)
-    )
+    data = load_dataset(tiny_kit / "datasets" / "demo", tok, seq_len=32, vocab_size=len(tok))
 
     def recipe(student, logger, ckpt):
         r = DistillationRecipe(
@@ -195,9 +191,7 @@ def test_padded_student_head_is_sliced_to_the_shared_vocabulary(tiny_kit, tmp_pa
         eval_interval=4,
         eval_batches=1,
     )
-    data = load_dataset(
-        tiny_kit / "datasets" / "demo", tok, seq_len=32, seed=0, vocab_size=len(tok)
-    )
+    data = load_dataset(tiny_kit / "datasets" / "demo", tok, seq_len=32, vocab_size=len(tok))
     logger = ListLogger()
     r = DistillationRecipe(
         cfg,
@@ -231,7 +225,7 @@ def test_jsonl_prompt_completion_trains_on_the_completion_only(tiny_kit, tmp_pat
         {"text": "a big dog runs to the park ."},
     ] * 40
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    data = load_dataset(path, tok, seq_len=32, seed=0, vocab_size=len(tok))
+    data = load_dataset(path, tok, seq_len=32, vocab_size=len(tok))
     assert len(data.eval) >= 1  # 5 % held out
     ids, labels = data.train.input_ids, data.train.labels
     prompt_ids = set(tok("that sleepy", add_special_tokens=False)["input_ids"])
@@ -243,6 +237,48 @@ def test_jsonl_prompt_completion_trains_on_the_completion_only(tiny_kit, tmp_pat
     assert (labels != IGNORE).sum() > 0
     txt = tmp_path / "plain.txt"
     txt.write_text("the lazy cat naps on the sofa .\n" * 30)
-    plain = load_dataset(txt, tok, seq_len=32, seed=0, vocab_size=len(tok))
+    plain = load_dataset(txt, tok, seq_len=32, vocab_size=len(tok))
     first = tok("the", add_special_tokens=False)["input_ids"][0]
     assert (plain.train.labels == first).any()  # text lines: every token is a target
+
+
+def test_teacher_cache_is_built_once_and_matches_dense_when_k_covers_the_vocab(tiny_kit, tmp_path):
+    settings = Settings(
+        data_dir=tmp_path, model_roots=[tiny_kit / "models"], dataset_roots=[tiny_kit / "datasets"]
+    )
+    tok = load_tokenizer("demo-student-s", settings)
+    base = dict(
+        name="t",
+        teacher="demo-teacher",
+        student="demo-student-s",
+        dataset="demo",
+        max_steps=6,
+        batch_size=4,
+        seq_len=32,
+        eval_interval=6,
+        eval_batches=1,
+        temperature=2.0,
+        alpha=0.7,
+    )
+
+    def run(**kw):
+        logger = ListLogger()
+        cfg = RunConfig(**{**base, **kw})
+        build_recipe(cfg, settings, logger=logger, device=torch.device("cpu")).train()
+        return logger
+
+    dense = run()
+    full = run(teacher_cache_k=len(tok) - 1)  # a one-token tail: the cache is exact
+    for (s1, a), (s2, b) in zip(
+        dense.series("train/soft_loss"), full.series("train/soft_loss"), strict=True
+    ):
+        assert s1 == s2 and a == pytest.approx(b, rel=1e-4)
+    files = sorted(settings.teacher_cache_dir.glob("*.safetensors"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    # A sweep over T and seed with the same k reuses one cache file; a new k builds another.
+    run(teacher_cache_k=len(tok) - 1, temperature=4.0, seed=1)
+    assert files[0].stat().st_mtime_ns == stamp
+    small = run(teacher_cache_k=8)
+    assert len(list(settings.teacher_cache_dir.glob("*.safetensors"))) == 2
+    assert all(math.isfinite(v) for _, _, v in small.rows)

@@ -635,3 +635,59 @@ def test_non_contiguous_shifted_logits():
     assert out.loss.item() == pytest.approx(ref[0].item(), abs=1e-6)
     torch.testing.assert_close(s_full.grad, sr.grad, atol=1e-6, rtol=1e-5)
     assert torch.all(s_full.grad[:, -1] == 0)
+
+
+def _topk(t: torch.Tensor, k: int):
+    from worker.distill.losses import TopKLogits
+
+    v, i = t.topk(k, -1)
+    return TopKLogits(v, i, torch.logsumexp(t.scatter(-1, i, float("-inf")), -1))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 8.0])
+def test_topk_teacher_is_exact_with_a_one_token_tail(temperature):
+    g = torch.Generator().manual_seed(5)
+    s = torch.randn(3, 6, 40, generator=g, requires_grad=True)
+    t = torch.randn(3, 6, 40, generator=g) * 3
+    y = torch.randint(0, 40, (3, 6), generator=g)
+    y[0, :2] = -100
+    kw = dict(temperature=temperature, alpha=0.6)
+    dense = distillation_loss(s, t, y, **kw)
+    (gd,) = torch.autograd.grad(dense.loss, s)
+    cached = distillation_loss(s, _topk(t, 39), y, **kw)
+    (gc,) = torch.autograd.grad(cached.loss, s)
+    assert cached.soft.item() == pytest.approx(dense.soft.item(), rel=1e-5)
+    assert cached.hard.item() == pytest.approx(dense.hard.item(), rel=1e-6)
+    assert torch.allclose(gc, gd, atol=1e-6)
+
+
+def test_topk_teacher_gradient_is_student_minus_effective_teacher():
+    # With k < V - 1 the teacher's tail bucket is spread like the student's tail: the soft
+    # gradient is T (q_T - p~_T) / N, where p~ puts p_k on the top-k tokens and
+    # p_tail * q_j / q_tail on the others.
+    g = torch.Generator().manual_seed(6)
+    s = torch.randn(5, 30, generator=g, requires_grad=True)
+    t = torch.randn(5, 30, generator=g) * 2
+    y = torch.randint(0, 30, (5,), generator=g)
+    T, k = 2.0, 6
+    out = distillation_loss(s, _topk(t, k), y, temperature=T, alpha=1.0)
+    (grad,) = torch.autograd.grad(out.loss, s)
+    v, i = t.topk(k, -1)
+    q = torch.softmax(s.detach() / T, -1)
+    n = 30 - k
+    tail_lse = torch.logsumexp(t.scatter(-1, i, float("-inf")), -1)
+    tail = math.log(n) + (tail_lse - math.log(n)) / T
+    lse = torch.logaddexp(torch.logsumexp(v / T, -1), tail)
+    p_tail = (tail - lse).exp()
+    q_tail = 1 - q.gather(-1, i).sum(-1)
+    p_eff = (q * (p_tail / q_tail).unsqueeze(-1)).scatter(-1, i, (v / T - lse[:, None]).exp())
+    assert torch.allclose(p_eff.sum(-1), torch.ones(5), atol=1e-6)
+    assert torch.allclose(grad, T * (q - p_eff) / 5, atol=1e-6)
+
+
+def test_topk_teacher_needs_forward_kl_and_a_tail():
+    s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
+    with pytest.raises(ValueError, match="forward_kl"):
+        distillation_loss(s, _topk(t, 3), y, temperature=1.0, alpha=0.5, divergence="jsd")
+    with pytest.raises(ValueError, match="0 < k < vocabulary"):
+        distillation_loss(s, _topk(t, 10), y, temperature=1.0, alpha=0.5)

@@ -38,9 +38,18 @@ def check_resources(*, config: RunConfig, settings: Settings) -> None:
         raise FieldError("dataset", str(e), config.dataset) from None
     cfgs = {f: catalog.read_model_config(p) for f, p in paths.items()}
     try:
-        shared_vocab_size(paths["teacher"], paths["student"], cfgs["teacher"], cfgs["student"])
+        vocab = shared_vocab_size(
+            paths["teacher"], paths["student"], cfgs["teacher"], cfgs["student"]
+        )
     except VocabularyMismatch as e:
         raise FieldError("student", str(e), config.student) from None
+    if config.teacher_cache_k is not None and config.teacher_cache_k >= vocab:
+        raise FieldError(
+            "teacher_cache_k",
+            f"must be smaller than the vocabulary ({vocab} "
+            "tokens): the rest of the vocabulary is the tail the cache summarises",
+            config.teacher_cache_k,
+        )
     for field, cfg in cfgs.items():
         limit = cfg.get("n_positions") or cfg.get("max_position_embeddings")
         if limit and config.seq_len > limit:

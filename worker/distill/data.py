@@ -1,7 +1,7 @@
 """Datasets → packed, label-aligned token sequences.
 
 Documents (lines of a text file; sentences of the demo language) are tokenized, shuffled once
-with the run's seed and packed greedily into sequences `[BOS] doc doc ...` of seq_len + 1
+(with a fixed seed) and packed greedily into sequences `[BOS] doc doc ...` of seq_len + 1
 tokens; inputs are tokens[:-1] and labels tokens[1:], so row i of the logits predicts labels[i]
 (the alignment the loss expects). Every sequence starts at a document boundary, which keeps the
 demo language's truth exact. Unused tail positions are padding with label -100.
@@ -19,6 +19,7 @@ from backend.services.records import Record, read_records
 from worker.distill import demo_language
 
 IGNORE = -100
+PACK_SEED = 0
 
 
 @dataclass
@@ -112,7 +113,6 @@ def load_dataset(
     tokenizer,
     *,
     seq_len: int,
-    seed: int,
     vocab_size: int,
     max_eval_sequences: int | None = None,
 ) -> DistillData:
@@ -132,7 +132,9 @@ def load_dataset(
         train_records, eval_records = train_records[:-n_eval], train_records[-n_eval:]
     # The demo language ends each sentence with "."; other text gets the tokenizer's EOS.
     eos = None if kind == "demo-language" else tokenizer.eos_token_id
-    train = _to_split(*_encode_split(train_records, tokenizer, seq_len, eos, seed))
+    # Packing order is fixed (PACK_SEED), not the run's seed: runs that differ only in seed,
+    # T or alpha see the same sequences (in their own order), so a teacher cache serves all.
+    train = _to_split(*_encode_split(train_records, tokenizer, seq_len, eos, PACK_SEED))
     eval_ = _to_split(*_encode_split(eval_records, tokenizer, seq_len, eos, None))
     if max_eval_sequences is not None:
         eval_ = Split(eval_.input_ids[:max_eval_sequences], eval_.labels[:max_eval_sequences])
@@ -141,16 +143,19 @@ def load_dataset(
     return DistillData(train=train, eval=eval_, kind=kind)
 
 
-def batch_at(split: Split, index: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """The index-th training batch: epochs reshuffle the sequences with (seed, epoch), so any
-    batch can be recomputed from its index alone (a resumed run sees the same data)."""
-    n = len(split)
-    per_epoch = max(1, n // batch_size) if n >= batch_size else 1
+def batch_indices(n: int, index: int, batch_size: int, seed: int) -> Tensor:
+    """Rows of the index-th training batch: epochs reshuffle the n sequences with
+    (seed, epoch), so any batch can be recomputed from its index alone (a resumed run sees
+    the same data)."""
+    per_epoch = max(1, n // batch_size)
     epoch, k = divmod(index, per_epoch)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     perm = torch.randperm(n, generator=g)
     if n >= batch_size:
-        idx = perm[k * batch_size : (k + 1) * batch_size]
-    else:  # fewer sequences than a batch: sample with repetition
-        idx = perm.repeat(batch_size // n + 1)[:batch_size]
+        return perm[k * batch_size : (k + 1) * batch_size]
+    return perm.repeat(batch_size // n + 1)[:batch_size]  # fewer sequences than a batch
+
+
+def batch_at(split: Split, index: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:
+    idx = batch_indices(len(split), index, batch_size, seed)
     return split.input_ids[idx], split.labels[idx]

@@ -169,7 +169,6 @@ def train_teacher(settings: Settings, tokenizer, *, progress: bool = True) -> di
         settings.datasets_dir / cfg.dataset,
         tokenizer,
         seq_len=cfg.seq_len,
-        seed=cfg.seed,
         vocab_size=len(tokenizer),
     )
     with tqdm(

@@ -28,6 +28,25 @@ from torch import Tensor
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
 
 
+class TopKLogits(NamedTuple):
+    """A teacher given by its k largest logits per position (e.g. from the teacher-logit
+    cache) instead of all V. `tail_lse` is the log-sum-exp of the other V - k logits at T = 1.
+
+    The missing mass, explicitly: at temperature T the tail's total weight is approximated as
+    if its V - k logits were equal (exact at T = 1), so the teacher is a distribution over the
+    k tokens plus one tail bucket. The student's k probabilities and its tail bucket
+    (1 - sum of those k) are exact. Forward KL over these k + 1 buckets equals the full KL
+    against a teacher whose tail mass is spread like the student's own tail, which is what
+    `_chunk_terms` builds, so its gradient is again q_T - p_T (with that teacher)."""
+
+    values: Tensor  # (..., k) teacher logits at T = 1
+    indices: Tensor  # (..., k) their token ids
+    tail_lse: Tensor  # (...) logsumexp of the remaining logits at T = 1
+
+    def index_select(self, dim: int, idx: Tensor) -> "TopKLogits":
+        return TopKLogits(*(x.index_select(dim, idx) for x in self))
+
+
 class LossOutput(NamedTuple):
     loss: Tensor  # alpha * soft + (1 - alpha) * hard
     soft: Tensor  # T^2 * mean divergence at temperature T
@@ -55,7 +74,22 @@ def _check(
         raise ValueError(f"alpha must be in [0, 1] (the weight of the soft term), got {alpha!r}")
     if divergence == "jsd" and not (0.0 < beta < 1.0):
         raise ValueError(f"beta must be in (0, 1) for jsd, got {beta!r}")
-    if student_logits.shape != teacher_logits.shape:
+    if isinstance(teacher_logits, TopKLogits):
+        k = teacher_logits.values.shape[-1]
+        if divergence != "forward_kl":
+            raise ValueError(
+                f"divergence must be forward_kl with a top-k teacher (cached "
+                f"logits), got {divergence!r}"
+            )
+        if teacher_logits.values.shape[:-1] != student_logits.shape[:-1] or not (
+            0 < k < student_logits.shape[-1]
+        ):
+            raise ValueError(
+                f"top-k teacher logits {tuple(teacher_logits.values.shape)} must "
+                f"match the student's positions {tuple(student_logits.shape[:-1])}"
+                f" with 0 < k < vocabulary {student_logits.shape[-1]}"
+            )
+    elif student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f"student and teacher logits must have the same shape, got "
             f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}: slice both to "
@@ -66,7 +100,10 @@ def _check(
             f"labels shape {tuple(labels.shape)} must equal the logits' leading "
             f"shape {tuple(student_logits.shape[:-1])}"
         )
-    if not student_logits.is_floating_point() or not teacher_logits.is_floating_point():
+    dense_teacher = (
+        teacher_logits.values if isinstance(teacher_logits, TopKLogits) else teacher_logits
+    )
+    if not student_logits.is_floating_point() or not dense_teacher.is_floating_point():
         raise ValueError("logits must be floating-point tensors")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -86,9 +123,12 @@ def _chunk_terms(
     # Clamping at -1e30 keeps -inf logits finite, so 0 * log 0 terms are 0 rather than NaN
     # without a masked select per term; it also makes the float32 copy we need anyway.
     s = s.float().clamp(min=-1e30)
-    t = t.float().clamp(min=-1e30)
     log_q = torch.log_softmax(s / temperature if temperature != 1 else s, dim=-1)
-    log_p = torch.log_softmax(t / temperature if temperature != 1 else t, dim=-1)
+    if isinstance(t, TopKLogits):
+        log_p = _topk_teacher_log_probs(t, log_q, temperature)
+    else:
+        t = t.float().clamp(min=-1e30)
+        log_p = torch.log_softmax(t / temperature if temperature != 1 else t, dim=-1)
     q, p = log_q.exp(), log_p.exp()
     g_u = None  # d D / d(z_s / T)
     if divergence == "forward_kl":
@@ -113,6 +153,22 @@ def _chunk_terms(
     g_ce = q if temperature == 1 else log_q1.exp()
     g_ce = g_ce.scatter_add(-1, y.unsqueeze(-1), torch.full_like(ce, -1.0).unsqueeze(-1))
     return div, ce, g_u / temperature, g_ce
+
+
+def _topk_teacher_log_probs(t: TopKLogits, log_q: Tensor, temperature: float) -> Tensor:
+    """Dense log p_T of a top-k teacher: its k tokens exactly, its tail bucket spread over the
+    other tokens in proportion to the student's own probabilities (see TopKLogits)."""
+    vocab, k = log_q.shape[-1], t.values.shape[-1]
+    n_tail = vocab - k
+    v = t.values.float() / temperature
+    # Tail weight at T if its n_tail logits were equal: n * exp((lse - log n) / T).
+    log_n = math.log(n_tail)
+    tail = log_n + (t.tail_lse.float() - log_n) / temperature
+    lse = torch.logaddexp(torch.logsumexp(v, dim=-1), tail)
+    idx = t.indices.long()
+    log_q_tail = torch.logsumexp(log_q.scatter(-1, idx, float("-inf")), dim=-1)
+    log_p = log_q + (tail - lse - log_q_tail).unsqueeze(-1)
+    return log_p.scatter(-1, idx, v - lse.unsqueeze(-1))
 
 
 def _chunks(rows: Tensor, chunk_size: int):
@@ -195,7 +251,7 @@ CHUNK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 23}
 
 def distillation_loss(
     student_logits: Tensor,
-    teacher_logits: Tensor,
+    teacher_logits: "Tensor | TopKLogits",
     labels: Tensor,
     *,
     temperature: float,
@@ -210,14 +266,23 @@ def distillation_loss(
 
     `num_tokens` overrides N (the real tokens of the whole optimizer step); by default N is the
     number of real positions in `labels`. `chunk_size` is the rows per chunk (default: about
-    CHUNK_ELEMENTS elements per chunk). The teacher logits never receive a gradient."""
+    CHUNK_ELEMENTS elements per chunk). The teacher logits never receive a gradient; they may
+    be a TopKLogits (a cached teacher: forward_kl only)."""
     vocab = student_logits.shape[-1]
     if chunk_size is None:
         budget = CHUNK_ELEMENTS.get(student_logits.device.type, CHUNK_ELEMENTS["cuda"])
         chunk_size = max(1, budget // max(vocab, 1))
     _check(student_logits, teacher_logits, labels, temperature, alpha, divergence, beta, chunk_size)
     student = student_logits.reshape(-1, vocab)
-    teacher = teacher_logits.detach().reshape(-1, vocab)
+    if isinstance(teacher_logits, TopKLogits):
+        k = teacher_logits.values.shape[-1]
+        teacher = TopKLogits(
+            teacher_logits.values.detach().reshape(-1, k),
+            teacher_logits.indices.reshape(-1, k),
+            teacher_logits.tail_lse.detach().reshape(-1),
+        )
+    else:
+        teacher = teacher_logits.detach().reshape(-1, vocab)
     flat_labels = labels.reshape(-1)
     mask = flat_labels != ignore_index
     rows = mask.nonzero().squeeze(1)  # host sync: the number of real tokens sizes the loop

@@ -6,11 +6,12 @@ from pathlib import Path
 import torch
 
 from backend.schemas import RunConfig
-from backend.services.catalog import resolve_dataset
+from backend.services.catalog import resolve_dataset, resolve_model
 from backend.settings import Settings
 from worker.distill.data import load_dataset
 from worker.distill.loggers import MetricLogger
 from worker.distill.models import load_causal_lm, load_causal_lm_from, load_tokenizer
+from worker.distill.teacher_cache import cache_key, load_or_build
 from worker.distill.trainer import DistillationRecipe, pick_device
 
 
@@ -33,23 +34,44 @@ def build_recipe(
     )
     teacher = load_causal_lm(config.teacher, settings)
     vocab = len(tokenizer)  # logits are sliced to the shared tokenizer vocabulary
+    dataset_path = resolve_dataset(config.dataset, settings)
     data = load_dataset(
-        resolve_dataset(config.dataset, settings),
+        dataset_path,
         tokenizer,
         seq_len=config.seq_len,
-        seed=config.seed,
         vocab_size=vocab,
     )
+    device = device or pick_device()
+    cache = None
+    if config.teacher_cache_k:
+        teacher_dir = resolve_model(config.teacher, settings)
+        key = cache_key(
+            teacher_dir=teacher_dir,
+            dataset_path=dataset_path,
+            seq_len=config.seq_len,
+            vocab=vocab,
+            k=config.teacher_cache_k,
+        )
+        cache, _built = load_or_build(
+            teacher,
+            data.train,
+            cache_dir=settings.teacher_cache_dir,
+            key=key,
+            k=config.teacher_cache_k,
+            vocab=vocab,
+            device=device,
+        )
     recipe = DistillationRecipe(
         config,
         student=student,
         teacher=teacher,
         data=data,
         logger=logger,
-        device=device or pick_device(),
+        device=device,
         vocab_size=vocab,
         checkpoint_dir=checkpoint_dir,
         tokenizer=tokenizer,
+        teacher_cache=cache,
     )
     recipe.setup()
     return recipe

@@ -17,9 +17,9 @@ from torch import Tensor
 
 from backend.schemas import RunConfig
 from worker.distill.checkpoint import load_trainer_state, save_checkpoint
-from worker.distill.data import IGNORE, DistillData, batch_at
+from worker.distill.data import IGNORE, DistillData, batch_indices
 from worker.distill.loggers import MetricLogger
-from worker.distill.losses import distillation_loss
+from worker.distill.losses import TopKLogits, distillation_loss
 
 
 def pick_device() -> torch.device:
@@ -53,6 +53,7 @@ class DistillationRecipe:
         sync_every: int = 8,
         checkpoint_dir: Path | None = None,
         tokenizer=None,
+        teacher_cache: TopKLogits | None = None,
     ):
         self.cfg = config
         self.student, self.teacher, self.data, self.logger = student, teacher, data, logger
@@ -62,6 +63,8 @@ class DistillationRecipe:
         self.should_stop = should_stop
         self.sync_every = sync_every
         self.checkpoint_dir, self.tokenizer = checkpoint_dir, tokenizer
+        # Top-k teacher logits for every training sequence (teacher-logit cache), or None.
+        self.teacher_cache = teacher_cache
         self.step = 0
 
     # ---------------------------------------------------------------- setup
@@ -109,15 +112,24 @@ class DistillationRecipe:
         """One optimizer step over `grad_accum_steps` micro-batches; returns device tensors
         (no host sync here)."""
         cfg = self.cfg
-        input_ids, labels = batch_at(self.data.train, index, cfg.batch_size, cfg.seed)
-        input_ids, labels = input_ids.to(self.device), labels.to(self.device)
+        rows = batch_indices(len(self.data.train), index, cfg.batch_size, cfg.seed)
+        input_ids = self.data.train.input_ids[rows].to(self.device)
+        labels = self.data.train.labels[rows].to(self.device)
+        cached = None
+        if self.teacher_cache is not None:  # the teacher's top-k logits, read not computed
+            cached = [x[rows].to(self.device) for x in self.teacher_cache]
         # N = real tokens of the whole optimizer step, shared by every micro-batch.
         n_tokens = (labels != IGNORE).sum()
         soft_sum = torch.zeros((), device=self.device)
         hard_sum = torch.zeros((), device=self.device)
         micro = cfg.batch_size // cfg.grad_accum_steps
-        for ids, lab in zip(input_ids.split(micro), labels.split(micro), strict=True):
-            t_logits = self._teacher_logits(ids)
+        for m, (ids, lab) in enumerate(
+            zip(input_ids.split(micro), labels.split(micro), strict=True)
+        ):
+            if cached is not None:
+                t_logits = TopKLogits(*(x[m * micro : (m + 1) * micro] for x in cached))
+            else:
+                t_logits = self._teacher_logits(ids)
             with self._autocast():
                 s_logits = self._logits(self.student, ids)
             out = distillation_loss(
