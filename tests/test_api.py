@@ -243,3 +243,25 @@ def test_teacher_cache_limits(client):
     r = client.post("/api/runs", json={**GOOD, "teacher_cache_k": 4000})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "teacher_cache_k"
     assert client.post("/api/runs", json={**GOOD, "teacher_cache_k": 16}).status_code == 201
+
+
+def test_hub_id_offline_is_a_clear_error_naming_the_model(client, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    r = client.post("/api/runs", json={**GOOD, "teacher": "some-org/some-model"})
+    assert r.status_code == 422
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "teacher"]
+    assert "'some-org/some-model'" in err["msg"] and "offline" in err["msg"]
+
+
+def test_hub_dataset_id_without_datasets_or_network_is_a_clear_error(client, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    r = client.post("/api/runs", json={**GOOD, "dataset": "some-org/some-data"})
+    assert r.status_code == 422
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "dataset"] and "'some-org/some-data'" in err["msg"]
+    assert "datasets" in err["msg"] or "offline" in err["msg"]

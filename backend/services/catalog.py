@@ -5,6 +5,7 @@ dataset is a folder with a `dataset.json` manifest. Names are resolved only insi
 no `..`, no absolute path elsewhere, no symlink that escapes."""
 
 import json
+import re
 from pathlib import Path
 
 from backend.schemas import DatasetInfo, ModelInfo
@@ -42,8 +43,97 @@ def _resolve(name: str, roots: list[Path], marker: str, what: str) -> Path:
     raise CatalogError(f"unknown {what} '{name}': no folder with {marker} under {where}")
 
 
-def resolve_model(name: str, settings: Settings) -> Path:
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HUB_MODEL_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "added_tokens.json",
+)
+
+
+def is_hub_id(name: str) -> bool:
+    return bool(HUB_ID.fullmatch(name)) and ".." not in name
+
+
+def resolve_local_model(name: str, settings: Settings) -> Path:
     return _resolve(name, settings.all_model_roots, "config.json", "model")
+
+
+def fetch_hub_model_files(name: str, local_error: str) -> Path:
+    """Config and tokenizer files of a Hub model (no weights), for the submit-time checks.
+    Offline, or with the Hub unreachable, a CatalogError names the model and says why."""
+    from huggingface_hub import constants, hf_hub_download, model_info  # no torch
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    def unavailable(why: str) -> CatalogError:
+        return CatalogError(
+            f"{local_error}; as a Hugging Face Hub id, '{name}' could not be fetched: {why}"
+        )
+
+    if constants.HF_HUB_OFFLINE:
+        raise unavailable("this machine is offline (HF_HUB_OFFLINE is set)")
+    try:
+        model_info(name, timeout=5)  # fails fast when the Hub is unreachable or the id unknown
+    except Exception as exc:
+        raise unavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    folder = None
+    for filename in HUB_MODEL_FILES:
+        try:
+            folder = Path(hf_hub_download(name, filename, etag_timeout=5)).parent
+        except LocalEntryNotFoundError as exc:
+            raise unavailable(f"the Hub became unreachable ({exc})") from None
+        except EntryNotFoundError:
+            if filename == "config.json":
+                raise CatalogError(
+                    f"model '{name}' on the Hugging Face Hub has no config.json"
+                ) from None
+    assert folder is not None
+    return folder
+
+
+def resolve_model(name: str, settings: Settings, *, fetch: bool = True) -> Path:
+    """A local model folder under the model roots; else, for an `org/name` id, the folder of
+    its config and tokenizer files fetched from the Hub (the worker loads the weights)."""
+    try:
+        return resolve_local_model(name, settings)
+    except CatalogError as e:
+        if fetch and is_hub_id(name):
+            return fetch_hub_model_files(name, str(e))
+        raise
+
+
+def check_hub_dataset(name: str, local_error: str) -> str:
+    """A 🤗 datasets id usable from the worker: needs the `datasets` package and the Hub."""
+    import importlib.util
+
+    from huggingface_hub import constants, dataset_info
+
+    prefix = f"{local_error}; as a Hugging Face dataset id, '{name}'"
+    if importlib.util.find_spec("datasets") is None:
+        raise CatalogError(f"{prefix} needs the `datasets` package (pip install datasets)")
+    if constants.HF_HUB_OFFLINE:
+        raise CatalogError(
+            f"{prefix} cannot be fetched: this machine is offline (HF_HUB_OFFLINE is set)"
+        )
+    try:
+        dataset_info(name, timeout=5)
+    except Exception as exc:
+        raise CatalogError(
+            f"{prefix} could not be fetched: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    return name
+
+
+def resolve_dataset_source(name: str, settings: Settings) -> Path | str:
+    """resolve_dataset, or for an `org/name` id that is not local, the checked Hub id."""
+    try:
+        return resolve_dataset(name, settings)
+    except CatalogError as e:
+        if is_hub_id(name):
+            return check_hub_dataset(name, str(e))
+        raise
 
 
 def resolve_dataset(name: str, settings: Settings) -> Path:

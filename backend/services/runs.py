@@ -1,6 +1,7 @@
 """Run logic for the api: create (validate, store, commit, enqueue), read, metrics."""
 
 from collections import defaultdict
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,8 +32,8 @@ def check_resources(*, config: RunConfig, settings: Settings) -> None:
         except catalog.CatalogError as e:
             raise FieldError(field, str(e), name) from None
     try:
-        data_path = catalog.resolve_dataset(config.dataset, settings)
-        if data_path.is_file():
+        data_path = catalog.resolve_dataset_source(config.dataset, settings)
+        if isinstance(data_path, Path) and data_path.is_file():
             check_records(data_path)
     except (catalog.CatalogError, ValueError, UnicodeDecodeError) as e:
         raise FieldError("dataset", str(e), config.dataset) from None

@@ -109,7 +109,7 @@ def _demo_truth(split: Split, tokenizer, vocab_size: int) -> Tensor:
 
 
 def load_dataset(
-    path: Path,
+    path: Path | str,
     tokenizer,
     *,
     seq_len: int,
@@ -118,14 +118,19 @@ def load_dataset(
 ) -> DistillData:
     """Load a dataset (a folder with dataset.json, or a .txt / .jsonl file) as packed train
     and eval splits."""
-    if path.is_file():
+    if isinstance(path, str):  # a 🤗 datasets id (checked at submit)
+        manifest, path = {"kind": "hub", "train": path, "eval": None}, None
+    elif path.is_file():
         manifest, path = {"kind": "text", "train": path.name, "eval": None}, path.parent
     else:
         manifest = json.loads((path / "dataset.json").read_text())
     kind = manifest.get("kind", "text")
-    train_records = read_records(path / manifest.get("train", "train.txt"))
+    if kind == "hub":
+        train_records = read_hub_records(manifest["train"])
+    else:
+        train_records = read_records(path / manifest.get("train", "train.txt"))
     eval_name = manifest.get("eval", "eval.txt")
-    if eval_name and (path / eval_name).is_file():
+    if eval_name and path is not None and (path / eval_name).is_file():
         eval_records = read_records(path / eval_name)
     else:  # hold out 5 % (at least one document) of the training documents
         n_eval = max(1, len(train_records) // 20)
@@ -141,6 +146,21 @@ def load_dataset(
     if kind == "demo-language":
         eval_.truth = _demo_truth(eval_, tokenizer, vocab_size)
     return DistillData(train=train, eval=eval_, kind=kind)
+
+
+def read_hub_records(name: str) -> list[Record]:
+    """The train split of a 🤗 datasets id: a "text" column, or "prompt" and "completion"."""
+    import datasets  # optional: only runs on Hub datasets need it
+
+    ds = datasets.load_dataset(name, split="train")
+    if "text" in ds.column_names:
+        return [(None, t) for t in ds["text"] if t and t.strip()]
+    if {"prompt", "completion"} <= set(ds.column_names):
+        return list(zip(ds["prompt"], ds["completion"], strict=True))
+    raise ValueError(
+        f"dataset '{name}' has columns {ds.column_names}: expected \"text\", or "
+        '"prompt" and "completion"'
+    )
 
 
 def batch_indices(n: int, index: int, batch_size: int, seed: int) -> Tensor:

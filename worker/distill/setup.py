@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from backend.schemas import RunConfig
-from backend.services.catalog import resolve_dataset, resolve_model
+from backend.services.catalog import resolve_dataset_source, resolve_model
 from backend.settings import Settings
 from worker.distill.data import load_dataset
 from worker.distill.loggers import MetricLogger
@@ -34,7 +34,7 @@ def build_recipe(
     )
     teacher = load_causal_lm(config.teacher, settings)
     vocab = len(tokenizer)  # logits are sliced to the shared tokenizer vocabulary
-    dataset_path = resolve_dataset(config.dataset, settings)
+    dataset_path = resolve_dataset_source(config.dataset, settings)
     data = load_dataset(
         dataset_path,
         tokenizer,

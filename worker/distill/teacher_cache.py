@@ -23,14 +23,18 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
 
-def _fingerprint(path: Path) -> list:
+def _fingerprint(path: Path | str) -> list:
+    if isinstance(path, str):  # a Hub dataset id: its name (a new revision is a new name@rev)
+        return [path]
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return [
         (str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files
     ]
 
 
-def cache_key(*, teacher_dir: Path, dataset_path: Path, seq_len: int, vocab: int, k: int) -> str:
+def cache_key(
+    *, teacher_dir: Path, dataset_path: Path | str, seq_len: int, vocab: int, k: int
+) -> str:
     """Changes whenever the teacher's files, the dataset's files or the packing change."""
     payload = {
         "version": CACHE_VERSION,
