@@ -1,9 +1,12 @@
 """The FastAPI app: API routes, the static frontend and plotly.js served locally."""
 
+import asyncio
+import logging
 import math
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import plotly
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -13,16 +16,39 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.api.routes import catalog, runs
 from backend.db.migrate import upgrade
-from backend.services.runs import FieldError
+from backend.db.session import transaction
+from backend.services.runs import FieldError, mark_lost
+from backend.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+async def _sweep_lost_runs() -> None:
+    """Mark runs whose worker stopped beating as lost (idempotent: any api replica may)."""
+    settings = get_settings()
+    interval = max(1.0, min(10.0, settings.heartbeat_timeout_s / 3))
+
+    def sweep() -> int:
+        with transaction() as session:
+            return mark_lost(session=session, timeout_s=settings.heartbeat_timeout_s)
+
+    while True:
+        try:
+            await anyio.to_thread.run_sync(sweep)
+        except Exception:  # noqa: BLE001 - a database hiccup must not end the sweeper
+            log.warning("lost-run sweep failed", exc_info=True)
+        await asyncio.sleep(interval)
+
+
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
     upgrade()  # idempotent: brings the database to the latest migration
+    sweeper = asyncio.create_task(_sweep_lost_runs())
     yield
+    sweeper.cancel()
 
 
 def _json_safe(value):

@@ -24,20 +24,20 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}},
         task_default_queue=TRAIN_QUEUE,
         broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        broker_transport_options=_transport_options(url),
+        broker_transport_options=_transport_options(url, settings),
     )
     return app
 
 
-def _transport_options(url: str) -> dict:
+def _transport_options(url: str, settings: Settings) -> dict:
     if url.startswith("sqla+"):
         # kombu hands these to sqlalchemy.create_engine: wait for the other process's lock.
         return {"connect_args": {"timeout": 30}}
     if url.startswith(("redis://", "rediss://")):
-        # Redis redelivers an unacked message after the visibility timeout; a distillation run
-        # can outlast the default hour, so keep it long (lost runs are found by heartbeat).
-        return {"visibility_timeout": 7 * 24 * 3600}
+        # Redis redelivers an unacked message after the visibility timeout: that is how a run
+        # whose worker died is picked up again. A run that outlasts it while its worker lives
+        # is delivered twice; the second delivery sees a fresh heartbeat and waits its turn.
+        return {"visibility_timeout": settings.redelivery_timeout_s}
     return {}
 
 

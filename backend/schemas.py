@@ -115,6 +115,8 @@ class RunPublic(BaseModel):
     total_steps: int
     error: str | None
     latest: dict[str, float | None]
+    cancel_requested: bool = False
+    attempts: int = 0
 
     @classmethod
     def from_orm_run(cls, run) -> "RunPublic":
@@ -133,6 +135,8 @@ class RunPublic(BaseModel):
             total_steps=run.total_steps,
             error=run.error,
             latest=run.latest or {},
+            cancel_requested=bool(run.cancel_requested),
+            attempts=run.attempts or 0,
         )
 
 

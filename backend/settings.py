@@ -36,7 +36,21 @@ class Settings(BaseSettings):
         "dir's datasets/ is always included.",
     )
     api_token: str | None = None
-    heartbeat_timeout_s: float = 60.0
+    heartbeat_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running run whose heartbeat is older than this is marked lost.",
+    )
+    redelivery_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Redis redelivers the task of a worker that died after this long.",
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Deliveries of a run's task before it is failed (a worker that keeps dying).",
+    )
 
     @field_validator("model_roots", "dataset_roots", mode="before")
     @classmethod

@@ -40,7 +40,7 @@ class NullLogger:
         pass
 
     def flush(self):
-        pass
+        return True
 
     def close(self):
         pass

@@ -4,6 +4,7 @@ metrics and the SSE stream. No worker here; the integration tests run real ones.
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -265,3 +266,96 @@ def test_hub_dataset_id_without_datasets_or_network_is_a_clear_error(client, mon
     err = r.json()["detail"][0]
     assert err["loc"] == ["body", "dataset"] and "'some-org/some-data'" in err["msg"]
     assert "datasets" in err["msg"] or "offline" in err["msg"]
+
+
+def test_cancel_and_delete(client, tmp_path):
+    run = client.post("/api/runs", json=GOOD).json()
+    assert client.delete(f"/api/runs/{run['id']}").status_code == 409  # queued: cancel first
+    r = client.post(f"/api/runs/{run['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert client.post(f"/api/runs/{run['id']}/cancel").status_code == 409  # already ended
+    with transaction() as s:
+        write_points(s, [point_row(run["id"], "train/soft_loss", 1, 1.0)])
+    artifacts = tmp_path / "data" / "runs" / str(run["id"]) / "final"
+    artifacts.mkdir(parents=True)
+    assert client.delete(f"/api/runs/{run['id']}").status_code == 204
+    assert client.get(f"/api/runs/{run['id']}").status_code == 404
+    assert not artifacts.parent.exists()
+    with transaction() as s:
+        from backend.db.models import MetricPoint
+
+        assert s.query(MetricPoint).filter_by(run_id=run["id"]).count() == 0
+    running = _stored_run(RunStatus.RUNNING)
+    r = client.post(f"/api/runs/{running}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "running"  # stops at its next step
+    with transaction() as s:
+        assert s.get(Run, running).cancel_requested
+
+
+def test_lost_heartbeat_is_detected(env, monkeypatch):
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from backend.db.models import utcnow
+    from backend.main import create_app
+    from tests.conftest import _clear_caches
+
+    monkeypatch.setenv("DISTILLSCOPE_HEARTBEAT_TIMEOUT_S", "2")
+    _clear_caches()
+    with TestClient(create_app()) as c:
+        stale, fresh = _stored_run(RunStatus.RUNNING), _stored_run(RunStatus.RUNNING)
+        with transaction() as s:
+            s.get(Run, stale).heartbeat_at = utcnow() - timedelta(seconds=30)
+            s.get(Run, stale).worker_host = "gpu-7:123"
+            s.get(Run, fresh).heartbeat_at = utcnow() + timedelta(seconds=30)
+        deadline = time.monotonic() + 10
+        while c.get(f"/api/runs/{stale}").json()["status"] != "lost":
+            assert time.monotonic() < deadline, "the sweeper never marked the run lost"
+            time.sleep(0.2)
+        lost = c.get(f"/api/runs/{stale}").json()
+        assert "no heartbeat from worker gpu-7:123" in lost["error"]
+        assert c.get(f"/api/runs/{fresh}").json()["status"] == "running"
+
+
+def test_api_token_guards_every_mutating_endpoint(env, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+    from tests.conftest import _clear_caches
+
+    monkeypatch.setenv("DISTILLSCOPE_API_TOKEN", "s3cret")
+    _clear_caches()
+    with TestClient(create_app()) as c:
+        assert c.post("/api/runs", json=GOOD).status_code == 401
+        bad = {"Authorization": "Bearer wrong"}
+        assert c.post("/api/runs", json=GOOD, headers=bad).status_code == 401
+        ok = {"Authorization": "Bearer s3cret"}
+        run = c.post("/api/runs", json=GOOD, headers=ok).json()
+        assert c.post(f"/api/runs/{run['id']}/cancel").status_code == 401
+        assert c.post(f"/api/runs/{run['id']}/cancel", headers=ok).status_code == 200
+        assert c.delete(f"/api/runs/{run['id']}").status_code == 401
+        assert c.delete(f"/api/runs/{run['id']}", headers=ok).status_code == 204
+        assert c.get("/api/runs").status_code == 200  # reads stay open
+
+
+def test_cors_is_closed_by_default(client):
+    r = client.options(
+        "/api/runs",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in {k.lower() for k in r.headers}
+    r = client.get("/api/runs", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in {k.lower() for k in r.headers}
+
+
+def test_symlink_escaping_the_model_root_is_refused(client, tiny_kit, tmp_path):
+    import shutil
+
+    outside = tmp_path / "outside" / "model"
+    shutil.copytree(tiny_kit / "models" / "demo-student-s", outside)
+    (tmp_path / "data" / "models").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / "models" / "escape").symlink_to(outside)
+    r = client.post("/api/runs", json={**GOOD, "student": "escape"})
+    assert r.status_code == 422
+    assert "outside the configured roots" in r.json()["detail"][0]["msg"]

@@ -282,3 +282,13 @@ def test_teacher_cache_is_built_once_and_matches_dense_when_k_covers_the_vocab(t
     small = run(teacher_cache_k=8)
     assert len(list(settings.teacher_cache_dir.glob("*.safetensors"))) == 2
     assert all(math.isfinite(v) for _, _, v in small.rows)
+
+
+def test_gradient_accumulation_leaves_the_curve_unchanged(tiny_kit):
+    # N is the real tokens of the whole optimizer step, so 1 x 8 and 4 x 2 micro-batches are
+    # the same optimizer step (up to float rounding).
+    one, _ = _run(tiny_kit, steps=8, grad_accum_steps=1)
+    four, _ = _run(tiny_kit, steps=8, grad_accum_steps=4)
+    for key in ("train/soft_loss", "train/hard_loss", "train/grad_norm", "eval/kl_true"):
+        for (s1, a), (s2, b) in zip(one.series(key), four.series(key), strict=True):
+            assert s1 == s2 and a == pytest.approx(b, rel=1e-4, abs=1e-6), key

@@ -2,18 +2,19 @@
 resuming from its latest checkpoint instead of starting over."""
 
 import time
+from datetime import timedelta
 
 import pytest
 import torch
 
-from backend.db.models import MetricPoint, Run, RunStatus
+from backend.db.models import MetricPoint, Run, RunStatus, utcnow
 from backend.db.session import transaction
 from backend.schemas import RunConfig
 from backend.settings import get_settings
 from worker.distill.setup import build_recipe
 from worker.distill.trainer import Cancelled
 from worker.metrics import DatabaseLogger
-from worker.runner import run_training
+from worker.runner import Claim, run_training
 
 CFG = RunConfig(
     name="r",
@@ -65,7 +66,7 @@ def test_run_succeeds_and_is_not_run_twice(run_id):
         assert run.latest["train/soft_loss"] > 0
     assert [p.step for p in _points(run_id, "train/hard_loss")] == list(range(1, 21))
     assert (get_settings().runs_dir / str(run_id) / "final" / "config.json").is_file()
-    assert run_training(run_id) is None  # a duplicate delivery of an ended run does nothing
+    assert run_training(run_id) is Claim.SKIP  # a duplicate delivery of an ended run: no-op
 
 
 def test_redelivered_run_resumes_from_its_latest_checkpoint(run_id):
@@ -83,8 +84,12 @@ def test_redelivered_run_resumes_from_its_latest_checkpoint(run_id):
     with pytest.raises(Cancelled):
         recipe.train()
     recipe.logger.flush()
-    with transaction() as s:
+    with transaction() as s:  # as the dead worker left it
         s.get(Run, run_id).status = RunStatus.RUNNING
+    # While its heartbeat is fresh, another delivery waits (the owner may be alive).
+    assert run_training(run_id) is Claim.BUSY
+    with transaction() as s:  # the owner died: its heartbeat goes stale
+        s.get(Run, run_id).heartbeat_at = utcnow() - timedelta(hours=1)
     before = {p.step: p.wall_time for p in _points(run_id, "train/soft_loss")}
     assert sorted(before) == list(range(1, 13))
     time.sleep(0.05)
@@ -94,3 +99,48 @@ def test_redelivered_run_resumes_from_its_latest_checkpoint(run_id):
     assert sorted(after) == list(range(1, 21))  # every step exactly once
     assert all(after[s] == before[s] for s in range(1, 11))  # not recomputed
     assert all(after[s] > before[s] for s in (11, 12))  # replayed steps replaced, not duplicated
+
+
+def test_cancel_stops_a_running_run_and_keeps_its_checkpoint(run_id):
+    import threading
+
+    from backend.services.runs import request_cancel
+
+    def cancel_soon():
+        while True:
+            with transaction() as s:
+                run = s.get(Run, run_id)
+                if run.step >= 3:
+                    request_cancel(session=s, run=run)
+                    return
+            time.sleep(0.05)
+
+    settings = get_settings()
+    original = settings.heartbeat_timeout_s
+    settings.heartbeat_timeout_s = 0.4  # beat (and notice the cancel) every 0.1 s
+    try:
+        t = threading.Thread(target=cancel_soon)
+        t.start()
+        cfg = CFG.model_copy(update={"max_steps": 400})
+        with transaction() as s:
+            s.get(Run, run_id).config = cfg.model_dump(mode="json")
+        assert run_training(run_id) == RunStatus.CANCELLED
+        t.join()
+    finally:
+        settings.heartbeat_timeout_s = original
+    with transaction() as s:
+        run = s.get(Run, run_id)
+        assert run.status == "cancelled" and run.finished_at and 3 <= run.step < 400
+        step = run.step
+    ckpts = sorted((settings.runs_dir / str(run_id) / "checkpoints").glob("step-*"))
+    assert ckpts and ckpts[-1].name == f"step-{step:08d}"  # kept where it stopped
+
+
+def test_a_run_that_keeps_killing_its_worker_fails_after_max_attempts(run_id):
+    with transaction() as s:
+        run = s.get(Run, run_id)
+        run.status, run.attempts = RunStatus.LOST, get_settings().max_attempts
+    assert run_training(run_id) is Claim.SKIP
+    with transaction() as s:
+        run = s.get(Run, run_id)
+        assert run.status == "failed" and "gave up after 3 deliveries" in run.error

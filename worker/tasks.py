@@ -3,12 +3,18 @@
 Start a worker with `celery -A worker.tasks worker -Q train` (or `distillscope worker`)."""
 
 from backend.queue import TRAIN_TASK, get_celery
-from worker.runner import run_training
+from backend.settings import get_settings
+from worker.runner import Claim, run_training
 
 app = get_celery()
 
 
-@app.task(name=TRAIN_TASK)
-def train(run_id: int) -> str | None:
+@app.task(name=TRAIN_TASK, bind=True, max_retries=None)
+def train(self, run_id: int) -> str | None:
     """Run a distillation run by id (re-read from the database)."""
-    return run_training(run_id)
+    result = run_training(run_id)
+    if result is Claim.BUSY:
+        # Delivered again while a live worker still trains it (Redis's visibility timeout):
+        # look again later; if that worker dies, this delivery resumes the run.
+        raise self.retry(countdown=max(5.0, get_settings().heartbeat_timeout_s / 2))
+    return result if isinstance(result, str) else result.value

@@ -34,6 +34,10 @@ def _resolve(name: str, roots: list[Path], marker: str, what: str) -> Path:
     candidates = [candidate] if candidate.is_absolute() else [r / candidate for r in roots]
     for path in candidates:
         if not any(_inside(path, root) for root in roots):
+            if (path / marker).is_file():  # e.g. a symlink under a root pointing elsewhere
+                raise CatalogError(
+                    f"{what} '{name}' resolves to {path.resolve()}, outside the configured roots"
+                )
             continue
         if (path / marker).is_file():
             return path.resolve()

@@ -1,9 +1,10 @@
 """Run logic for the api: create (validate, store, commit, enqueue), read, metrics."""
 
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import MetricPoint, Run, RunStatus, utcnow
@@ -76,6 +77,47 @@ def create_run(*, session: Session, config: RunConfig, settings: Settings) -> Ru
     session.add(run)
     session.flush()
     return run
+
+
+class Conflict(ValueError):
+    """The run's state does not allow the request (HTTP 409); the message says why."""
+
+
+def request_cancel(*, session: Session, run: Run) -> Run:
+    """A queued run is cancelled at once; a running one stops at its next step (the worker
+    keeps its last checkpoint and marks it cancelled)."""
+    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+        raise Conflict(f"run {run.id} has already ended ({run.status})")
+    run.cancel_requested = True
+    if run.status in (RunStatus.QUEUED, RunStatus.LOST):
+        run.status, run.finished_at = RunStatus.CANCELLED, utcnow()
+    return run
+
+
+def delete_run(*, session: Session, run: Run, settings: Settings) -> Path:
+    """Delete an ended run and its points; returns its artifact folder for the caller to
+    remove once the transaction has committed."""
+    if run.status not in RunStatus.TERMINAL:
+        raise Conflict(f"run {run.id} is {run.status}: cancel it before deleting it")
+    session.execute(delete(MetricPoint).where(MetricPoint.run_id == run.id))
+    session.delete(run)
+    return settings.runs_dir / str(run.id)
+
+
+def mark_lost(*, session: Session, timeout_s: float) -> int:
+    """Runs whose worker stopped beating: `lost`, with the reason. Returns how many."""
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    stale = session.scalars(
+        select(Run).where(Run.status == RunStatus.RUNNING, Run.heartbeat_at < cutoff)
+    ).all()
+    for run in stale:
+        run.status, run.finished_at = RunStatus.LOST, utcnow()
+        run.error = (
+            f"lost: no heartbeat from worker {run.worker_host} for more than "
+            f"{timeout_s:g} s (the worker probably died); if its task is delivered "
+            "again the run resumes from its latest checkpoint"
+        )
+    return len(stale)
 
 
 def mark_failed(*, session: Session, run: Run, error: str) -> None:

@@ -8,7 +8,9 @@ from typing import Protocol
 class MetricLogger(Protocol):
     def log(self, points: dict[str, float], step: int) -> None: ...
 
-    def flush(self) -> None: ...
+    def flush(self) -> bool:
+        """Store what is buffered; True when everything logged so far is stored."""
+        ...
 
     def close(self) -> None: ...
 
@@ -22,8 +24,8 @@ class ListLogger:
     def log(self, points: dict[str, float], step: int) -> None:
         self.rows.extend((step, k, v) for k, v in points.items())
 
-    def flush(self) -> None:
-        pass
+    def flush(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass

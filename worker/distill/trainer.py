@@ -184,8 +184,9 @@ class DistillationRecipe:
                 extra = self.evaluate() if is_eval else {}
                 last = self._flush(pending, window_start, extra)
                 pending, window_start = [], time.perf_counter()
-            if is_ckpt:
-                self.logger.flush()  # points up to this step are stored before the checkpoint
+            # A checkpoint only once the points up to its step are stored, so that a resumed
+            # run never leaves a gap (during a database outage the next one is taken).
+            if is_ckpt and self.logger.flush():
                 self.save_checkpoint()
         self.logger.close()
         return last

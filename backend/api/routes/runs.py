@@ -1,6 +1,7 @@
 """HTTP handlers for runs; the logic lives in backend/services/runs.py."""
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -53,6 +54,30 @@ def _get_or_404(session, run_id: int):
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")
     return run
+
+
+@router.post("/{run_id}/cancel", dependencies=[TokenDep])
+def cancel_run(run_id: int, session: SessionDep) -> RunPublic:
+    """Cancel a run: a queued one at once, a running one at its next step."""
+    run = _get_or_404(session, run_id)
+    try:
+        service.request_cancel(session=session, run=run)
+    except service.Conflict as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    session.commit()
+    return RunPublic.from_orm_run(run)
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[TokenDep])
+def delete_run(run_id: int, session: SessionDep, settings: SettingsDep) -> None:
+    """Delete an ended run with its points and artifacts (checkpoints, final model)."""
+    run = _get_or_404(session, run_id)
+    try:
+        folder = service.delete_run(session=session, run=run, settings=settings)
+    except service.Conflict as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    session.commit()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @router.get("/{run_id}")
