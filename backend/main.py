@@ -74,6 +74,7 @@ def create_app() -> FastAPI:
         description="Knowledge-distillation lab bench: runs, live metrics, inspection.",
     )
     app.include_router(runs.router)
+    app.include_router(runs.compare_router)
     app.include_router(catalog.router)
 
     @app.exception_handler(RequestValidationError)

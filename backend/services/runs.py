@@ -1,6 +1,5 @@
 """Run logic for the api: create (validate, store, commit, enqueue), read, metrics."""
 
-from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,7 +7,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import MetricPoint, Run, RunStatus, utcnow
-from backend.schemas import MetricsPublic, Point, RunConfig
+from backend.schemas import RunConfig
 from backend.services import catalog
 from backend.services.records import check_records
 from backend.services.vocab import VocabularyMismatch, shared_vocab_size
@@ -137,26 +136,6 @@ def list_runs(
 
 def get_run(*, session: Session, run_id: int) -> Run | None:
     return session.get(Run, run_id)
-
-
-def _point(p: MetricPoint) -> Point:
-    return Point(step=p.step, value=p.value, time=p.wall_time, flag=p.flag)
-
-
-def get_metrics(
-    *, session: Session, run_id: int, keys: list[str] | None, after_step: int | None = None
-) -> MetricsPublic:
-    query = select(MetricPoint).where(MetricPoint.run_id == run_id)
-    if keys:
-        query = query.where(MetricPoint.key.in_(keys))
-    if after_step is not None:
-        query = query.where(MetricPoint.step > after_step)
-    out: dict[str, list[Point]] = defaultdict(list)
-    for p in session.scalars(query.order_by(MetricPoint.key, MetricPoint.step)):
-        out[p.key].append(_point(p))
-    for k in keys or []:
-        out.setdefault(k, [])
-    return MetricsPublic(run_id=run_id, metrics=dict(out))
 
 
 def points_after(

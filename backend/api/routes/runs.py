@@ -7,6 +7,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend.api.deps import SessionDep, SettingsDep, TokenDep
@@ -15,6 +16,7 @@ from backend.db.session import new_session
 from backend.queue import enqueue_training
 from backend.schemas import MetricsPublic, RunConfig, RunPublic, RunsPublic
 from backend.services import runs as service
+from backend.services.metrics import read_metrics
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -86,19 +88,49 @@ def get_run(run_id: int, session: SessionDep) -> RunPublic:
     return RunPublic.from_orm_run(_get_or_404(session, run_id))
 
 
-@router.get("/{run_id}/metrics")
+def _split(values: list[str] | None) -> list[str] | None:
+    return [k for item in values or [] for k in item.split(",") if k] or None
+
+
+KeysQuery = Query(
+    None,
+    description="Metric keys; repeat the parameter or separate with commas "
+    "(default: every key of the run).",
+)
+MaxPointsQuery = Query(
+    None,
+    ge=3,
+    le=100_000,
+    description="At most this many points per key: "
+    "each bucket's min, max and last are kept, so spikes survive; exact when "
+    "the range has fewer steps.",
+)
+
+
+@router.get("/{run_id}/metrics", response_model=MetricsPublic)
 def get_metrics(
     run_id: int,
     session: SessionDep,
-    keys: list[str] | None = Query(
-        None, description="Metric keys; repeat the parameter or separate with commas."
-    ),
+    keys: list[str] | None = KeysQuery,
     after_step: int | None = Query(None, ge=-1),
-) -> MetricsPublic:
-    """Per key, the run's points as (step, value, time), optionally only after a step."""
+    start_step: int | None = Query(None, ge=0),
+    end_step: int | None = Query(None, ge=0),
+    max_points: int | None = MaxPointsQuery,
+) -> JSONResponse:
+    """Per key, the run's points as (step, value, time, flag) in step order."""
     _get_or_404(session, run_id)
-    flat = [k for item in keys or [] for k in item.split(",") if k] or None
-    return service.get_metrics(session=session, run_id=run_id, keys=flat, after_step=after_step)
+    if after_step is not None:
+        start_step = max(start_step or 0, after_step + 1)
+    data = read_metrics(
+        session,
+        run_id=run_id,
+        keys=_split(keys),
+        start_step=start_step,
+        end_step=end_step,
+        max_points=max_points,
+    )
+    # Built directly (no per-point model validation): long series stay fast.
+    return JSONResponse({"run_id": run_id, "metrics": data})
 
 
 def _existing_run_id(run_id: int, session: SessionDep) -> int:
@@ -139,3 +171,36 @@ async def stream(
             return
         if not points:
             await asyncio.sleep(0.25)
+
+
+compare_router = APIRouter(prefix="/api", tags=["runs"])
+
+
+@compare_router.get("/metrics")
+def compare_metrics(
+    session: SessionDep,
+    runs: list[str] = Query(..., description="Run ids, repeated or comma-separated."),
+    keys: list[str] | None = KeysQuery,
+    start_step: int | None = Query(None, ge=0),
+    end_step: int | None = Query(None, ge=0),
+    max_points: int | None = MaxPointsQuery,
+) -> JSONResponse:
+    """Several runs' series at once (the compare view): {"runs": {id: {key: points}}}."""
+    try:
+        ids = [int(r) for r in _split(runs) or []]
+    except ValueError:
+        raise HTTPException(422, "runs must be integer run ids") from None
+    if not ids or len(ids) > 50:
+        raise HTTPException(422, "runs: give between 1 and 50 run ids")
+    out = {}
+    for run_id in ids:
+        _get_or_404(session, run_id)
+        out[str(run_id)] = read_metrics(
+            session,
+            run_id=run_id,
+            keys=_split(keys),
+            start_step=start_step,
+            end_step=end_step,
+            max_points=max_points,
+        )
+    return JSONResponse({"runs": out})
