@@ -127,18 +127,14 @@ def write_points(session: Session, rows: Iterable[dict]) -> int:
 Point = dict  # {"step", "value", "time", "flag"}
 
 
-def _raw(session: Session, run_id: int, key: str, start: int, end: int) -> list[Point]:
-    q = (
-        select(MetricPoint.step, MetricPoint.value, MetricPoint.wall_time, MetricPoint.flag)
-        .where(
-            MetricPoint.run_id == run_id,
-            MetricPoint.key == key,
-            MetricPoint.step >= start,
-            MetricPoint.step <= end,
-        )
-        .order_by(MetricPoint.step)
-    )
-    return [{"step": s, "value": v, "time": t, "flag": f} for s, v, t, f in session.execute(q)]
+def _raw(session: Session, run_id: int, key: str, start: int,
+         end: int | None) -> list[Point]:
+    q = select(MetricPoint.step, MetricPoint.value, MetricPoint.wall_time, MetricPoint.flag)
+    q = q.where(MetricPoint.run_id == run_id, MetricPoint.key == key, MetricPoint.step >= start)
+    if end is not None:
+        q = q.where(MetricPoint.step <= end)
+    rows = session.execute(q.order_by(MetricPoint.step))
+    return [{"step": s, "value": v, "time": t, "flag": f} for s, v, t, f in rows]
 
 
 def _extremes(points: list[Point]) -> list[Point]:
@@ -232,7 +228,7 @@ def read_metrics(
     if max_points is None:
         lo, hi = start_step if start_step is not None else 0, end_step
         for key in keys:
-            out[key] = _raw(session, run_id, key, lo, hi if hi is not None else 2**62)
+            out[key] = _raw(session, run_id, key, lo, hi)
         return dict(out)
     for key in keys:
         found = series_range(session, run_id, key)
