@@ -7,7 +7,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY backend backend
 COPY worker worker
 COPY frontend frontend
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir -e ".[monitoring]"
 VOLUME /data
 EXPOSE 8000
 CMD ["distillscope", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -99,7 +99,11 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     # which then stops them in order.
     procs = {
         "api": subprocess.Popen(api_command(host, port), start_new_session=True),
+        # One worker per queue: an inspection never waits behind a training run.
         "worker": subprocess.Popen(worker_command("train", "WARNING"), start_new_session=True),
+        "inspect-worker": subprocess.Popen(
+            worker_command("inspect", "WARNING"), start_new_session=True
+        ),
     }
     stopping = False
 
@@ -142,7 +146,7 @@ def demo_prepare(force: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start api and worker on the embedded defaults")
@@ -162,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     p_prep.add_argument("--force", action="store_true", help="rebuild even if present")
     for p in (p_api, p_worker, p_prep, sub.choices["migrate"]):
         p.add_argument("--data-dir", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args.host, args.port, args.data_dir)

@@ -9,6 +9,8 @@ from backend.settings import Settings, get_settings
 
 TRAIN_TASK = "distillscope.train"
 TRAIN_QUEUE = "train"
+INSPECT_TASK = "distillscope.inspect"
+INSPECT_QUEUE = "inspect"  # short prompt inspections, never stuck behind a long run
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -21,7 +23,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # one run at a time per worker process
         task_ignore_result=True,  # results live in the database, not in a result backend
-        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}},
+        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}, INSPECT_TASK: {"queue": INSPECT_QUEUE}},
         task_default_queue=TRAIN_QUEUE,
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(url, settings),
@@ -49,3 +51,17 @@ def get_celery() -> Celery:
 def enqueue_training(run_id: int) -> None:
     """Send a run id to the train queue. Call only after the run's row is committed."""
     get_celery().send_task(TRAIN_TASK, args=[run_id], queue=TRAIN_QUEUE)
+
+
+def ping_workers(timeout: float = 1.0) -> dict:
+    """Workers that answer a broadcast ping, by name (needs a broker with fan-out: Redis)."""
+    url = get_settings().celery_broker_url
+    if url.startswith("sqla+"):
+        return {
+            "available": False,
+            "reason": "the embedded SQLite broker has no broadcast; "
+            "workers show their life through run heartbeats",
+            "workers": [],
+        }
+    replies = get_celery().control.ping(timeout=timeout) or []
+    return {"available": True, "workers": sorted(name for r in replies for name in r)}

@@ -127,8 +127,7 @@ def write_points(session: Session, rows: Iterable[dict]) -> int:
 Point = dict  # {"step", "value", "time", "flag"}
 
 
-def _raw(session: Session, run_id: int, key: str, start: int,
-         end: int | None) -> list[Point]:
+def _raw(session: Session, run_id: int, key: str, start: int, end: int | None) -> list[Point]:
     q = select(MetricPoint.step, MetricPoint.value, MetricPoint.wall_time, MetricPoint.flag)
     q = q.where(MetricPoint.run_id == run_id, MetricPoint.key == key, MetricPoint.step >= start)
     if end is not None:

@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from backend.api.deps import SettingsDep
+from backend.queue import ping_workers
 from backend.schemas import DatasetInfo, ModelInfo, Preset
 from backend.services import catalog
 from backend.services.presets import PRESETS
@@ -30,4 +31,11 @@ def list_presets() -> list[Preset]:
 
 @router.get("/health")
 def health() -> dict:
+    """The api is up (used by `distillscope up`, compose and load balancers)."""
     return {"status": "ok"}
+
+
+@router.get("/health/workers")
+def workers_health() -> dict:
+    """Which Celery workers answer a ping (train and inspect queues)."""
+    return ping_workers()
