@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend.api.routes import catalog, runs
+from backend.api.routes import catalog, inspect, runs
 from backend.db.migrate import upgrade
 from backend.db.session import transaction
 from backend.services.runs import FieldError, mark_lost
@@ -75,6 +75,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(runs.router)
     app.include_router(runs.compare_router)
+    app.include_router(inspect.router)
     app.include_router(catalog.router)
 
     @app.exception_handler(RequestValidationError)

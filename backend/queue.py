@@ -22,13 +22,23 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,  # a run whose worker dies is redelivered, not lost
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # one run at a time per worker process
-        task_ignore_result=True,  # results live in the database, not in a result backend
+        task_ignore_result=True,  # run results live in the database; only inspections return
+        result_backend=_result_backend(url, settings),
+        result_expires=3600,
         task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}, INSPECT_TASK: {"queue": INSPECT_QUEUE}},
         task_default_queue=TRAIN_QUEUE,
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(url, settings),
     )
     return app
+
+
+def _result_backend(url: str, settings: Settings) -> str:
+    """Where an inspection's answer waits for the api: Redis next to a Redis broker, else a
+    SQLite file in the data dir."""
+    if url.startswith(("redis://", "rediss://")):
+        return url
+    return f"db+sqlite:///{settings.data_dir / 'results.db'}"
 
 
 def _transport_options(url: str, settings: Settings) -> dict:
@@ -65,3 +75,12 @@ def ping_workers(timeout: float = 1.0) -> dict:
         }
     replies = get_celery().control.ping(timeout=timeout) or []
     return {"available": True, "workers": sorted(name for r in replies for name in r)}
+
+
+def run_inspection(request: dict, timeout: float = 60.0) -> dict:
+    """Send an inspection to the inspect queue and wait for its answer."""
+    result = get_celery().send_task(INSPECT_TASK, args=[request], queue=INSPECT_QUEUE)
+    try:
+        return result.get(timeout=timeout)
+    finally:
+        result.forget()

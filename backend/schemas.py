@@ -2,7 +2,7 @@
 worker's validated config: it is shared and must never import torch."""
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -178,3 +178,24 @@ class Preset(BaseModel):
     label: str
     description: str
     config: dict
+
+
+class InspectRequest(BaseModel):
+    """A prompt to inspect: the first model is the reference (usually the teacher) that the
+    others are compared with. Models are names under the model roots, Hub ids, or `run:<id>`
+    for a run's student."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    models: list[str] = Field(min_length=1, max_length=4)
+    prompt: str = Field(min_length=1, max_length=4000)
+    temperatures: list[Annotated[float, Field(gt=0, le=100)]] = Field(
+        default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0], min_length=1, max_length=16
+    )
+    k: int = Field(default=10, ge=1, le=100)
+    position: int | None = Field(
+        default=None,
+        ge=0,
+        description="Prompt position whose next token is shown (default: the last).",
+    )
+    max_tokens: int = Field(default=256, ge=1, le=1024, description="The prompt is cut here.")

@@ -85,10 +85,12 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"api did not start:\n{self.logs('api')}")
 
-    def start_worker(self) -> None:
+    def start_worker(self, queue: str = "train") -> None:
         from backend.cli import worker_command
 
-        self._spawn("worker", worker_command("train", "INFO"))
+        self._spawn(
+            "worker" if queue == "train" else f"{queue}-worker", worker_command(queue, "INFO")
+        )
 
     def logs(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

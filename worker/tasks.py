@@ -2,7 +2,8 @@
 
 Start a worker with `celery -A worker.tasks worker -Q train` (or `distillscope worker`)."""
 
-from backend.queue import TRAIN_TASK, get_celery
+from backend.queue import INSPECT_TASK, TRAIN_TASK, get_celery
+from backend.schemas import InspectRequest
 from backend.settings import get_settings
 from worker.runner import Claim, run_training
 
@@ -18,3 +19,11 @@ def train(self, run_id: int) -> str | None:
         # look again later; if that worker dies, this delivery resumes the run.
         raise self.retry(countdown=max(5.0, get_settings().heartbeat_timeout_s / 2))
     return result if isinstance(result, str) else result.value
+
+
+@app.task(name=INSPECT_TASK, ignore_result=False)
+def inspect(request: dict) -> dict:
+    """Next-token distributions of a prompt for several models and temperatures."""
+    from worker.inspect import inspect_prompt  # noqa: PLC0415 - keeps the train path lean
+
+    return inspect_prompt(InspectRequest.model_validate(request), get_settings())

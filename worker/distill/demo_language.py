@@ -11,6 +11,7 @@ torch here, so the api can describe the language too.
 """
 
 import random
+from functools import cache
 
 SYNONYM_WEIGHTS = (0.70, 0.15, 0.08, 0.05, 0.02)
 NOUNS = {
@@ -106,7 +107,8 @@ def noun_given_adj(adj: str) -> dict[str, float]:
     return out
 
 
-def vocabulary() -> list[str]:
+@cache
+def vocabulary() -> tuple[str, ...]:
     """Every word the language can produce, in a fixed order."""
     words: list[str] = []
     tables = [
@@ -124,7 +126,7 @@ def vocabulary() -> list[str]:
         for w in table:
             if w not in words:
                 words.append(w)
-    return words
+    return tuple(words)
 
 
 def next_word_distribution(prefix: list[str]) -> dict[str, float]:

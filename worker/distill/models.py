@@ -38,3 +38,7 @@ def load_causal_lm(name: str, settings: Settings):
 def load_tokenizer(name: str | Path, settings: Settings):
     path = name if isinstance(name, Path) else model_source(name, settings)
     return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+
+
+def load_tokenizer_from(source: Path | str):
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=False)

@@ -1,0 +1,45 @@
+"""Prompt inspection: the api validates and waits; an inspect worker does the model work."""
+
+import celery.exceptions
+from fastapi import APIRouter, HTTPException, status
+
+from backend.api.deps import SettingsDep
+from backend.queue import run_inspection
+from backend.schemas import InspectRequest
+from backend.services import catalog
+from backend.services.runs import FieldError
+
+router = APIRouter(prefix="/api", tags=["inspect"])
+
+
+def _check_models(req: InspectRequest, settings) -> None:
+    for i, name in enumerate(req.models):
+        if name.startswith("run:"):
+            run_dir = settings.runs_dir / name.removeprefix("run:")
+            if not name.removeprefix("run:").isdigit() or not (
+                (run_dir / "final" / "config.json").is_file()
+                or any(run_dir.glob("checkpoints/step-*/config.json"))
+            ):
+                raise FieldError("models", f"models[{i}]: {name} has no saved student (yet)", name)
+            continue
+        try:
+            catalog.resolve_model(name, settings)
+        except catalog.CatalogError as e:
+            raise FieldError("models", f"models[{i}]: {e}", name) from None
+
+
+@router.post("/inspect")
+def inspect(req: InspectRequest, settings: SettingsDep) -> dict:
+    """Each model's next-token distribution for a prompt at several temperatures (full-
+    vocabulary softmax), and KL both ways, Jensen-Shannon and total variation between the
+    first model and each other one at every position."""
+    _check_models(req, settings)
+    try:
+        return run_inspection(req.model_dump())
+    except celery.exceptions.TimeoutError:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            "no inspect worker answered within 60 s: is a worker running on the 'inspect' queue?",
+        ) from None
+    except ValueError as e:  # raised by the worker for a prompt it cannot inspect
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
