@@ -106,6 +106,10 @@ def create_app() -> FastAPI:
     def index() -> FileResponse:
         return FileResponse(FRONTEND / "index.html")
 
+    @app.get("/inspect", include_in_schema=False)
+    def inspect_page() -> FileResponse:
+        return FileResponse(FRONTEND / "inspect.html")
+
     @app.get("/runs/{run_id}", include_in_schema=False)
     def run_page(run_id: int) -> FileResponse:
         return FileResponse(FRONTEND / "run.html")

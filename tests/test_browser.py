@@ -92,3 +92,107 @@ def test_launch_demo_preset_and_watch_the_chart_grow(browser, stack):
     page.goto(stack.url + "/")
     page.wait_for_selector("#runs-table .status-succeeded")
     assert page.text_content("#runs-table tbody tr td:nth-child(2)") == "demo"
+
+
+def test_run_page_cancel_and_download(browser, stack):
+    import httpx
+
+    body = {
+        "name": "long",
+        "teacher": "demo-teacher",
+        "student": "demo-student-s",
+        "dataset": "demo",
+        "max_steps": 100_000,
+        "batch_size": 4,
+        "seq_len": 32,
+        "eval_interval": 1000,
+    }
+    run = httpx.post(f"{stack.url}/api/runs", json=body).json()
+    page = browser.new_page()
+    page.goto(f"{stack.url}/runs/{run['id']}")
+    page.wait_for_function(
+        "document.getElementById('chart-losses').data[0].x.length > 5", timeout=60_000
+    )
+    # The stacked chart holds α·soft and (1 − α)·hard per step.
+    contrib = page.evaluate("document.getElementById('chart-contrib').data.map(t => t.x.length)")
+    assert contrib[0] > 0 and contrib[1] > 0
+    with page.expect_download() as dl:
+        page.click("#download-csv")
+    text = open(dl.value.path()).read().splitlines()
+    assert text[0] == "key,step,value,time,flag" and any(
+        ln.startswith("train/soft_loss,1,") for ln in text
+    )
+    page.click("#cancel-button")
+    page.wait_for_function(
+        "document.getElementById('run-status').textContent === 'cancelled'", timeout=60_000
+    )
+    assert page.is_hidden("#cancel-button")
+
+
+@pytest.fixture
+def inspect_stack(env, tmp_path):
+    s = Stack(env, tmp_path)
+    try:
+        s.start(worker=False)
+        s.start_worker("inspect")
+        yield s
+    finally:
+        s.stop()
+
+
+def test_inspector_shows_both_models_at_two_temperatures(browser, inspect_stack):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(
+        f"{inspect_stack.url}/inspect?models=demo-teacher,demo-student-s"
+        "&prompt=the%20lazy&temperatures=1,4&k=5"
+    )
+    page.wait_for_selector("#bars-1 .main-svg", timeout=90_000)
+    for i in (0, 1):
+        names = page.evaluate(f"document.getElementById('bars-{i}').data.map(t => t.name)")
+        assert names[:2] == ["demo-teacher", "demo-student-s"]  # both models' bars
+        assert "truth (demo language)" in names
+    assert page.locator("#stats-table tbody tr").count() == 4  # 2 temperatures × 2 models
+    assert page.text_content("#tokens .token.current") == "lazy"
+    page.click("#tokens .token >> nth=1")  # move to the position after "the"
+    page.wait_for_selector("#tokens .token.current >> text=the")
+    assert not errors, errors
+
+
+def test_a_token_that_looks_like_html_is_rendered_as_text(browser, env, tmp_path, tiny_kit):
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    evil = "<img src=x onerror=alert(1)>"
+    models = tmp_path / "evil-models"
+    for name in ("demo-teacher", "demo-student-s"):
+        tok = AutoTokenizer.from_pretrained(tiny_kit / "models" / name)
+        tok.add_tokens([evil])
+        model = AutoModelForCausalLM.from_pretrained(tiny_kit / "models" / name)
+        model.resize_token_embeddings(len(tok))
+        model.save_pretrained(models / f"evil-{name}")
+        tok.save_pretrained(models / f"evil-{name}")
+    s = Stack({**env, "DISTILLSCOPE_MODEL_ROOTS": f"{models},{tiny_kit / 'models'}"}, tmp_path)
+    try:
+        s.start(worker=False)
+        s.start_worker("inspect")
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        from urllib.parse import quote
+
+        page.goto(
+            f"{s.url}/inspect?models=evil-demo-teacher,evil-demo-student-s"
+            f"&prompt={quote('the ' + evil + ' lazy')}&temperatures=1,2&k=100"
+        )
+        page.wait_for_selector("#bars-0 .main-svg", timeout=90_000)
+        texts = page.eval_on_selector_all("#tokens .token", "els => els.map(e => e.textContent)")
+        assert evil.replace(" ", "␣") in texts  # shown as text, whitespace made visible
+        assert page.locator("#result img").count() == 0  # never parsed as HTML
+        page.wait_for_timeout(500)
+        assert not dialogs
+    finally:
+        s.stop()
+        shutil.rmtree(models, ignore_errors=True)

@@ -9,6 +9,10 @@ const CHARTS = [
     ["train/hard_loss", "hard = CE(student at T=1, labels)"],
     ["train/loss", "total = α·soft + (1−α)·hard"],
   ] },
+  { id: "chart-contrib", title: "What the total is made of: α·soft + (1−α)·hard", traces: [
+    ["contrib/soft", "α·soft (teacher)", null, "one"],
+    ["contrib/hard", "(1−α)·hard (labels)", null, "one"],
+  ] },
   { id: "chart-eval", title: "Held-out (per eval interval)", traces: [
     ["eval/hard_loss", "hard (CE)"],
     ["eval/soft_loss", "soft (T²·KL at T)"],
@@ -30,10 +34,12 @@ let source = null;
 
 function initCharts() {
   for (const chart of CHARTS) {
-    const data = chart.traces.map(([key, name, axis], i) => {
+    const data = chart.traces.map(([key, name, axis, stack], i) => {
       traceIndex[key] = { chart: chart.id, index: i };
-      return { x: [], y: [], name, mode: key.startsWith("eval/") ? "lines+markers" : "lines",
-               type: "scattergl", yaxis: axis || "y", connectgaps: false };
+      const trace = { x: [], y: [], name, mode: key.startsWith("eval/") ? "lines+markers" : "lines",
+                      type: stack ? "scatter" : "scattergl", yaxis: axis || "y", connectgaps: false };
+      if (stack) Object.assign(trace, { stackgroup: stack, line: { width: 0.5 } });
+      return trace;
     });
     const layout = {
       title: { text: chart.title, font: { size: 14 } }, margin: { l: 55, r: 55, t: 40, b: 90 },
@@ -45,7 +51,19 @@ function initCharts() {
   }
 }
 
+function withContributions(points) {
+  // The stacked chart: each step's soft and hard loss weighted by α and 1 − α.
+  const alpha = run.config.alpha;
+  const out = points.slice();
+  for (const p of points) {
+    if (p.key === "train/soft_loss") out.push({ ...p, key: "contrib/soft", value: p.value === null ? null : alpha * p.value });
+    if (p.key === "train/hard_loss") out.push({ ...p, key: "contrib/hard", value: p.value === null ? null : (1 - alpha) * p.value });
+  }
+  return out;
+}
+
 function addPoints(points) {
+  points = withContributions(points);
   const byChart = {};
   for (const p of points) {
     const t = traceIndex[p.key];
@@ -71,9 +89,12 @@ function renderRun() {
   bar.max = run.total_steps;
   bar.value = run.step;
   document.getElementById("run-step").textContent = `step ${run.step} / ${run.total_steps}${eta()}`;
+  document.getElementById("cancel-button").hidden = !["queued", "running"].includes(run.status);
+  document.getElementById("inspect-link").href =
+    `/inspect?models=${encodeURIComponent(run.config.teacher)},run:${run.id}`;
   const err = document.getElementById("run-error");
   err.hidden = !run.error;
-  err.textContent = run.error ? `This run failed: ${run.error}` : "";
+  err.textContent = run.error ? `This run ${run.status === "lost" ? "was lost" : "failed"}: ${run.error}` : "";
   const c = run.config;
   const soft = run.latest["train/soft_loss"], hard = run.latest["train/hard_loss"];
   document.getElementById("explainer").textContent =
@@ -87,6 +108,34 @@ function renderRun() {
     tbody.append(el("tr", {}, null));
     tbody.lastChild.append(el("th", {}, k), el("td", {}, Array.isArray(v) ? v.join(", ") : v));
   }
+}
+
+async function cancelRun() {
+  const res = await api(`/api/runs/${RUN_ID}/cancel`, { method: "POST" });
+  if (!res.ok) alert(res.body && res.body.detail ? res.body.detail : `HTTP ${res.status}`);
+  await refreshRun();
+}
+
+async function download(kind) {
+  const res = await api(`/api/runs/${RUN_ID}/metrics`);
+  const metrics = res.body.metrics;
+  let text, type;
+  if (kind === "json") {
+    text = JSON.stringify({ run: run, metrics }, null, 1);
+    type = "application/json";
+  } else {
+    const lines = ["key,step,value,time,flag"];
+    for (const [key, pts] of Object.entries(metrics)) {
+      for (const p of pts) lines.push([key, p.step, p.value ?? "", p.time, p.flag ?? ""].join(","));
+    }
+    text = lines.join("\n") + "\n";
+    type = "text/csv";
+  }
+  const a = el("a", { href: URL.createObjectURL(new Blob([text], { type })),
+                      download: `run-${RUN_ID}-metrics.${kind}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
 }
 
 function eta() {
@@ -113,6 +162,10 @@ function stream() {
   source.addEventListener("status", () => refreshRun());
   source.addEventListener("done", () => { source.close(); refreshRun(); });
 }
+
+document.getElementById("cancel-button").addEventListener("click", cancelRun);
+document.getElementById("download-csv").addEventListener("click", () => download("csv"));
+document.getElementById("download-json").addEventListener("click", () => download("json"));
 
 (async () => {
   if (!(await refreshRun())) return;
