@@ -359,3 +359,55 @@ def test_symlink_escaping_the_model_root_is_refused(client, tiny_kit, tmp_path):
     r = client.post("/api/runs", json={**GOOD, "student": "escape"})
     assert r.status_code == 422
     assert "outside the configured roots" in r.json()["detail"][0]["msg"]
+
+
+def _numeric_bounds():
+    """Every numeric bound declared on RunConfig: (field, a value just outside it)."""
+    from annotated_types import Ge, Gt, Le, Lt
+
+    from backend.schemas import RunConfig
+
+    cases = []
+    for name, field in RunConfig.model_fields.items():
+        for m in field.metadata:
+            if isinstance(m, Gt):
+                cases.append((name, m.gt))
+            elif isinstance(m, Ge):
+                cases.append((name, m.ge - 1 if isinstance(m.ge, int) else m.ge - 1e-3))
+            elif isinstance(m, Lt):
+                cases.append((name, m.lt))
+            elif isinstance(m, Le):
+                cases.append((name, m.le + 1 if isinstance(m.le, int) else m.le + 1e-3))
+    return cases
+
+
+@pytest.mark.parametrize(("field", "value"), _numeric_bounds())
+def test_every_run_limit_is_a_422_naming_its_field(client, field, value):
+    r = client.post("/api/runs", json={**GOOD, field: value})
+    assert r.status_code == 422, (field, value, r.text)
+    assert any(e["loc"][-1] == field for e in r.json()["detail"]), r.json()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("models", []),
+        ("models", ["a", "b", "c", "d", "e"]),
+        ("prompt", ""),
+        ("prompt", "x" * 4001),
+        ("temperatures", []),
+        ("temperatures", [1.0] * 17),
+        ("temperatures", [0]),
+        ("temperatures", [101]),
+        ("k", 0),
+        ("k", 101),
+        ("position", -1),
+        ("max_tokens", 0),
+        ("max_tokens", 1025),
+    ],
+)
+def test_every_inspect_limit_is_a_422_naming_its_field(client, field, value):
+    body = {"models": ["demo-teacher"], "prompt": "the lazy", field: value}
+    r = client.post("/api/inspect", json=body)
+    assert r.status_code == 422, r.text
+    assert any(field in e["loc"] for e in r.json()["detail"]), r.json()
