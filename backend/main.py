@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend.api.routes import catalog, inspect, runs
+from backend.api.routes import catalog, compare, inspect, runs
 from backend.db.migrate import upgrade
 from backend.db.session import transaction
 from backend.services.runs import FieldError, mark_lost
@@ -76,6 +76,7 @@ def create_app() -> FastAPI:
     app.include_router(runs.router)
     app.include_router(runs.compare_router)
     app.include_router(inspect.router)
+    app.include_router(compare.router)
     app.include_router(catalog.router)
 
     @app.exception_handler(RequestValidationError)
@@ -105,6 +106,10 @@ def create_app() -> FastAPI:
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(FRONTEND / "index.html")
+
+    @app.get("/compare", include_in_schema=False)
+    def compare_page() -> FileResponse:
+        return FileResponse(FRONTEND / "compare.html")
 
     @app.get("/inspect", include_in_schema=False)
     def inspect_page() -> FileResponse:

@@ -91,7 +91,7 @@ def test_launch_demo_preset_and_watch_the_chart_grow(browser, stack):
     # The runs page lists it as succeeded with its latest losses.
     page.goto(stack.url + "/")
     page.wait_for_selector("#runs-table .status-succeeded")
-    assert page.text_content("#runs-table tbody tr td:nth-child(2)") == "demo"
+    assert page.text_content("#runs-table tbody tr td:nth-child(3)") == "demo"
 
 
 def test_run_page_cancel_and_download(browser, stack):
@@ -196,3 +196,67 @@ def test_a_token_that_looks_like_html_is_rendered_as_text(browser, env, tmp_path
     finally:
         s.stop()
         shutil.rmtree(models, ignore_errors=True)
+
+
+def test_compare_two_runs_diff_smoothing_and_export(browser, stack, tmp_path):
+    import httpx
+
+    base = {
+        "teacher": "demo-teacher",
+        "student": "demo-student-s",
+        "dataset": "demo",
+        "max_steps": 30,
+        "batch_size": 4,
+        "seq_len": 32,
+        "eval_interval": 10,
+    }
+    ids = [
+        httpx.post(
+            f"{stack.url}/api/runs", json={**base, "name": f"T{t}", "temperature": t}
+        ).json()["id"]
+        for t in (1.0, 4.0)
+    ]
+    for i in ids:
+        assert stack.wait_for_status(i, {"succeeded", "failed"})["status"] == "succeeded"
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(stack.url + "/")
+    page.wait_for_selector(".select-run")
+    for i in ids:
+        page.check(f".select-run[value='{i}']")
+    page.click("#compare-button")
+    page.wait_for_url("**/compare?runs=*")
+    page.wait_for_selector("#cmp-train-soft_loss .main-svg")
+    names = page.evaluate("document.getElementById('cmp-train-soft_loss').data.map(t => t.name)")
+    assert f"#{ids[0]} T1.0" in names and f"#{ids[1]} T4.0" in names
+    # Smoothing is TensorBoard's debiased EMA: a constant stays constant, known values hold.
+    assert page.evaluate("smoothEma([1, 1, 1], 0.9)") == pytest.approx([1, 1, 1])
+    assert page.evaluate("smoothEma([2, 4], 0.5)") == pytest.approx([2, 10 / 3])
+    # Only the fields that differ: the name and the temperature.
+    page.check("#diff-only")
+    fields = page.eval_on_selector_all(
+        "#config-compare tbody tr", "rs => rs.map(r => r.dataset.field)"
+    )
+    assert sorted(fields) == ["name", "temperature"]
+    assert "diff=1" in page.url  # the page state lives in the URL
+    # Grouping by temperature draws a mean line and a band per group.
+    page.select_option("#group", "temperature")
+    page.wait_for_function("document.getElementById('cmp-train-soft_loss').data.length === 6")
+    # The export is one self-contained HTML file that opens offline and holds the charts.
+    href = page.get_attribute("#export", "href")
+    html = httpx.get(stack.url + href).text
+    out = tmp_path / "export.html"
+    out.write_text(html)
+    offline = browser.new_page()
+    offline.route(
+        "**/*",
+        lambda route: (
+            route.abort() if not route.request.url.startswith("file:") else route.continue_()
+        ),
+    )
+    offline.goto(out.as_uri())
+    offline.wait_for_function(
+        "window.Plotly && document.querySelectorAll('.js-plotly-plot').length === 6"
+    )
+    assert not errors, errors

@@ -22,6 +22,13 @@ const FIELDS = [
 ];
 
 let presets = [];
+const selected = new Set();
+
+function updateCompare() {
+  const b = document.getElementById("compare-button");
+  b.disabled = selected.size < 2;
+  b.textContent = selected.size >= 2 ? `Compare ${selected.size} runs` : "Compare selected";
+}
 
 function buildForm() {
   const box = document.getElementById("fields");
@@ -134,19 +141,28 @@ async function refreshRuns() {
     const tr = el("tr", { class: "run-row", dataset: { runId: r.id } });
     const link = el("a", { href: `/runs/${r.id}` }, r.name);
     const progress = el("progress", { max: r.total_steps, value: r.step });
-    tr.append(el("td", {}, r.id), el("td"), el("td"), el("td"), el("td", {}, `${c.teacher} → ${c.student}`),
+    const box = el("input", { type: "checkbox", class: "select-run", value: r.id,
+                              "aria-label": `select run ${r.id}` });
+    box.checked = selected.has(r.id);
+    box.addEventListener("change", () => { box.checked ? selected.add(r.id) : selected.delete(r.id); updateCompare(); });
+    const pick = el("td");
+    pick.append(box);
+    tr.append(pick, el("td", {}, r.id), el("td"), el("td"), el("td"), el("td", {}, `${c.teacher} → ${c.student}`),
               el("td", {}, fmt(c.temperature)), el("td", {}, fmt(c.alpha)),
               el("td", { class: "num" }, fmt(r.latest["train/soft_loss"])),
               el("td", { class: "num" }, fmt(r.latest["train/hard_loss"])));
-    tr.children[1].append(link);
-    tr.children[2].append(statusBadge(r.status));
-    tr.children[3].append(progress, el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
-    tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") window.location.href = `/runs/${r.id}`; });
+    tr.children[2].append(link);
+    tr.children[3].append(statusBadge(r.status));
+    tr.children[4].append(progress, el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
+    tr.addEventListener("click", (e) => { if (!["A", "INPUT"].includes(e.target.tagName)) window.location.href = `/runs/${r.id}`; });
     tbody.append(tr);
   }
   document.getElementById("no-runs").hidden = res.body.count > 0;
 }
 
+document.getElementById("compare-button").addEventListener("click", () => {
+  window.location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`;
+});
 buildForm();
 document.getElementById("launch-form").addEventListener("submit", launch);
 loadCatalog();

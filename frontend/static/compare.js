@@ -1,0 +1,202 @@
+// Compare page: selected runs overlaid per metric; smoothing, x-axis, log y, grouping across
+// seeds (mean line, min–max band), config diff, summary. The page state lives in the URL.
+"use strict";
+
+const KEYS = [
+  ["train/soft_loss", "soft loss (T²·KL)", "min"], ["train/hard_loss", "hard loss (CE)", "min"],
+  ["train/loss", "total loss", "min"], ["eval/kl_true", "held-out KL(truth ‖ student)", "min"],
+  ["eval/kl_teacher", "held-out KL(teacher ‖ student)", "min"],
+  ["eval/top1_agreement", "top-1 agreement with the teacher", "max"],
+  ["eval/hard_loss", "held-out cross-entropy", "min"], ["train/grad_norm", "grad norm", "min"],
+];
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const state = { runs: [], smooth: 0.6, x: "step", logy: false, group: "", diff: false };
+let runs = [];
+let metrics = {};
+
+// Exponential moving average with TensorBoard's debiasing (no pull towards 0 at the start).
+function smoothEma(ys, weight) {
+  const out = [];
+  let last = 0, n = 0;
+  for (const y of ys) {
+    if (y === null || !Number.isFinite(y)) { out.push(null); continue; }
+    last = last * weight + (1 - weight) * y;
+    n += 1;
+    out.push(weight > 0 ? last / (1 - Math.pow(weight, n)) : y);
+  }
+  return out;
+}
+
+function readUrl() {
+  const q = new URLSearchParams(window.location.search);
+  state.runs = (q.get("runs") || "").split(",").map(Number).filter((x) => x > 0);
+  if (q.has("smooth")) state.smooth = Number(q.get("smooth"));
+  state.x = q.get("x") || "step";
+  state.logy = q.get("logy") === "1";
+  state.group = q.get("group") || "";
+  state.diff = q.get("diff") === "1";
+}
+
+function writeUrl() {
+  const q = new URLSearchParams({ runs: state.runs.join(","), smooth: String(state.smooth), x: state.x,
+    logy: state.logy ? "1" : "0", group: state.group, diff: state.diff ? "1" : "0" });
+  history.replaceState(null, "", `/compare?${q}`);
+  document.getElementById("export").href = `/api/compare/export?${q}`;
+}
+
+function xs(run, pts) {
+  if (state.x === "time") { const t0 = pts.length ? pts[0].time : 0; return pts.map((p) => p.time - t0); }
+  if (state.x === "tokens") { const per = run.config.batch_size * run.config.seq_len; return pts.map((p) => p.step * per); }
+  return pts.map((p) => p.step);
+}
+
+function label(run) { return `#${run.id} ${run.name}`; }
+
+function drawCharts() {
+  const box = document.getElementById("compare-charts");
+  box.replaceChildren();
+  const divs = KEYS.map(([key]) => {
+    const card = el("div", { class: "card chart-card" });
+    const div = el("div", { class: "chart", id: `cmp-${key.replace("/", "-")}` });
+    card.append(div);
+    box.append(card);
+    return div;
+  });
+  KEYS.forEach(([key, title], ki) => {
+    const traces = state.group ? groupTraces(key) : runTraces(key);
+    Plotly.newPlot(divs[ki], traces, {
+      title: { text: title, font: { size: 14 } }, height: 320, margin: { l: 55, r: 10, t: 40, b: 80 },
+      xaxis: { title: { text: { step: "step", time: "wall time (s)", tokens: "tokens seen" }[state.x] } },
+      yaxis: { type: state.logy ? "log" : "linear" }, legend: { orientation: "h", y: -0.3 },
+    }, { responsive: true, displaylogo: false });
+  });
+}
+
+function runTraces(key) {
+  const traces = [];
+  runs.forEach((run, i) => {
+    const pts = (metrics[run.id] || {})[key] || [];
+    const x = xs(run, pts), y = pts.map((p) => p.value), color = COLORS[i % COLORS.length];
+    const smoothed = key.startsWith("eval/") ? y : smoothEma(y, state.smooth);
+    if (state.smooth > 0 && !key.startsWith("eval/")) {
+      traces.push({ x, y, mode: "lines", name: `${label(run)} (raw)`, showlegend: false,
+                    line: { color, width: 1 }, opacity: 0.25, hoverinfo: "skip" });
+    }
+    traces.push({ x, y: smoothed, mode: key.startsWith("eval/") ? "lines+markers" : "lines",
+                  name: label(run), line: { color, width: 2 } });
+  });
+  return traces;
+}
+
+function groupTraces(key) {
+  const groups = new Map();
+  for (const run of runs) {
+    const g = JSON.stringify(run.config[state.group]);
+    if (!groups.has(g)) groups.set(g, []);
+    groups.get(g).push(run);
+  }
+  const traces = [];
+  [...groups.entries()].forEach(([g, members], i) => {
+    const byStep = new Map();
+    for (const run of members) {
+      const pts = (metrics[run.id] || {})[key] || [];
+      const ys = key.startsWith("eval/") ? pts.map((p) => p.value) : smoothEma(pts.map((p) => p.value), state.smooth);
+      const xv = xs(run, pts);
+      pts.forEach((p, j) => { if (ys[j] !== null) { if (!byStep.has(xv[j])) byStep.set(xv[j], []); byStep.get(xv[j]).push(ys[j]); } });
+    }
+    const x = [...byStep.keys()].sort((a, b) => a - b);
+    const vals = x.map((s) => byStep.get(s));
+    const color = COLORS[i % COLORS.length];
+    const name = `${state.group} = ${g} (${members.length} runs)`;
+    traces.push({ x, y: vals.map((v) => Math.min(...v)), mode: "lines", line: { width: 0, color }, showlegend: false, hoverinfo: "skip" });
+    traces.push({ x, y: vals.map((v) => Math.max(...v)), mode: "lines", line: { width: 0, color }, fill: "tonexty",
+                  fillcolor: hexToRgba(color, 0.2), showlegend: false, hoverinfo: "skip" });
+    traces.push({ x, y: vals.map((v) => v.reduce((a, b) => a + b, 0) / v.length), mode: "lines", name, line: { color, width: 2 } });
+  });
+  return traces;
+}
+
+function hexToRgba(hex, a) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
+}
+
+function drawSummary() {
+  const table = document.getElementById("summary-table");
+  const head = el("tr");
+  head.append(el("th", {}, "metric"));
+  for (const run of runs) head.append(el("th", {}, label(run)));
+  table.tHead.replaceChildren(head);
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  for (const [key, title, better] of KEYS) {
+    const row = el("tr");
+    row.append(el("th", {}, title));
+    for (const run of runs) {
+      const vals = ((metrics[run.id] || {})[key] || []).map((p) => p.value).filter((v) => v !== null);
+      const final = vals.length ? vals[vals.length - 1] : null;
+      const best = vals.length ? (better === "max" ? Math.max(...vals) : Math.min(...vals)) : null;
+      row.append(el("td", { class: "num" }, `${fmt(final)} (best ${fmt(best)})`));
+    }
+    body.append(row);
+  }
+}
+
+function drawConfig() {
+  const table = document.getElementById("config-compare");
+  const head = el("tr");
+  head.append(el("th", {}, "field"));
+  for (const run of runs) head.append(el("th", {}, label(run)));
+  table.tHead.replaceChildren(head);
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  const fields = [...new Set(runs.flatMap((r) => Object.keys(r.config)))];
+  for (const f of fields) {
+    const values = runs.map((r) => JSON.stringify(r.config[f]));
+    const differs = new Set(values).size > 1;
+    if (state.diff && !differs) continue;
+    const row = el("tr", { class: differs ? "differs" : null, dataset: { field: f } });
+    row.append(el("th", {}, f));
+    for (const r of runs) row.append(el("td", {}, r.config[f] === undefined ? "–" : (Array.isArray(r.config[f]) ? r.config[f].join(", ") : r.config[f])));
+    body.append(row);
+  }
+}
+
+function redraw() {
+  writeUrl();
+  document.getElementById("smooth-value").textContent = state.smooth.toFixed(2);
+  drawCharts();
+  drawSummary();
+  drawConfig();
+}
+
+async function init() {
+  readUrl();
+  const fetched = await Promise.all(state.runs.map((id) => api(`/api/runs/${id}`)));
+  runs = fetched.filter((r) => r.ok).map((r) => r.body);
+  document.getElementById("compare-title").textContent = `Compare ${runs.length} runs`;
+  const keys = KEYS.map((k) => k[0]).join(",");
+  if (runs.length) {
+    const res = await api(`/api/metrics?runs=${runs.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys)}&max_points=2000`);
+    metrics = res.body.runs;
+  }
+  const group = document.getElementById("group");
+  for (const f of ["temperature", "alpha", "divergence", "teacher", "student", "dataset", "seed", "learning_rate"]) group.append(el("option", { value: f }, f));
+  const smooth = document.getElementById("smooth");
+  smooth.value = String(state.smooth);
+  smooth.addEventListener("input", () => { state.smooth = Number(smooth.value); redraw(); });
+  const xaxis = document.getElementById("xaxis");
+  xaxis.value = state.x;
+  xaxis.addEventListener("change", () => { state.x = xaxis.value; redraw(); });
+  const logy = document.getElementById("logy");
+  logy.checked = state.logy;
+  logy.addEventListener("change", () => { state.logy = logy.checked; redraw(); });
+  group.value = state.group;
+  group.addEventListener("change", () => { state.group = group.value; redraw(); });
+  const diff = document.getElementById("diff-only");
+  diff.checked = state.diff;
+  diff.addEventListener("change", () => { state.diff = diff.checked; redraw(); });
+  redraw();
+}
+
+init();
