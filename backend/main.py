@@ -75,6 +75,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(runs.router)
     app.include_router(runs.compare_router)
+    app.include_router(runs.experiment_router)
     app.include_router(inspect.router)
     app.include_router(compare.router)
     app.include_router(catalog.router)

@@ -38,7 +38,12 @@ def build_tiny_kit(root: Path) -> Path:
     settings = Settings(data_dir=root)
     demo.write_datasets(settings, ["demo", "demo-small"])
     tokenizer = demo.build_tokenizer()
-    specs = {"demo-teacher": (2, 32), "demo-student-s": (1, 16), "demo-student-m": (1, 24)}
+    specs = {
+        "demo-teacher": (2, 32),
+        "demo-teacher-memorised": (2, 32),
+        "demo-student-s": (1, 16),
+        "demo-student-m": (1, 24),
+    }
     for i, (name, (layers, width)) in enumerate(specs.items()):
         model = demo.build_model(
             {"n_layer": layers, "n_embd": width, "n_head": 2}, tokenizer, seed=i

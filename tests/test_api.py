@@ -411,3 +411,28 @@ def test_every_inspect_limit_is_a_422_naming_its_field(client, field, value):
     r = client.post("/api/inspect", json=body)
     assert r.status_code == 422, r.text
     assert any(field in e["loc"] for e in r.json()["detail"]), r.json()
+
+
+def test_the_built_in_experiment_queues_its_21_runs(client):
+    r = client.post("/api/experiments/temperature")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert len(body["runs"]) == 21 and body["compare_url"].startswith("/compare?runs=")
+    runs = client.get("/api/runs", params={"limit": 100}).json()["data"]
+    names = sorted({r["name"] for r in runs})
+    assert names == [
+        "calibrated teacher, T=1",
+        "calibrated teacher, T=2",
+        "calibrated teacher, T=4",
+        "hard labels only",
+        "memorised teacher, T=1",
+        "memorised teacher, T=2",
+        "memorised teacher, T=4",
+    ]
+    for run in runs:
+        c = run["config"]
+        assert c["dataset"] == "demo-small" and c["student"] == "demo-student-s"
+        assert run["tags"] == [body["tag"]] and c["seed"] in (0, 1, 2)
+        assert (c["alpha"], c["teacher_cache_k"]) == (
+            (0.0, None) if run["name"].startswith("hard") else (0.9, c["teacher_cache_k"])
+        )

@@ -260,3 +260,35 @@ def test_compare_two_runs_diff_smoothing_and_export(browser, stack, tmp_path):
         "window.Plotly && document.querySelectorAll('.js-plotly-plot').length === 6"
     )
     assert not errors, errors
+
+
+def test_built_in_experiment_button_runs_and_states_its_result(browser, stack):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(stack.url + "/")
+    page.click("#experiment-button")
+    page.wait_for_url("**/compare?runs=*experiment=*")
+    page.wait_for_selector("#experiment-panel:not([hidden])")
+    page.wait_for_function(
+        "document.getElementById('experiment-status').textContent.startsWith('All 21')",
+        timeout=300_000,
+    )
+    page.wait_for_function(
+        "document.getElementById('experiment-explainer').textContent.includes('Measured here')"
+    )
+    rows = page.eval_on_selector_all(
+        "#experiment-table tbody tr", "rs => rs.map(r => r.children[1].textContent)"
+    )
+    assert len(rows) == 7 and all("(3 seeds)" in r for r in rows), rows
+    # The explainer states the numbers measured, whichever way they point (the tiny test
+    # teachers are untrained, so here distillation must not be claimed to win).
+    text = page.text_content("#experiment-explainer")
+    hard = float(rows[0].split(" ")[0])
+    assert f"{hard:.3f}" in text and "memorised teacher" in text
+    best = min(float(r.split(" ")[0]) for r in rows[1:4])
+    assert ("lower than hard labels" in text) == (best < hard)
+    from urllib.parse import unquote
+
+    assert "run:" in unquote(page.get_attribute("#experiment-inspect", "href"))
+    assert not errors, errors

@@ -40,6 +40,8 @@ function readUrl() {
 function writeUrl() {
   const q = new URLSearchParams({ runs: state.runs.join(","), smooth: String(state.smooth), x: state.x,
     logy: state.logy ? "1" : "0", group: state.group, diff: state.diff ? "1" : "0" });
+  const experiment = new URLSearchParams(window.location.search).get("experiment");
+  if (experiment) q.set("experiment", experiment);
   history.replaceState(null, "", `/compare?${q}`);
   document.getElementById("export").href = `/api/compare/export?${q}`;
 }
@@ -107,7 +109,8 @@ function groupTraces(key) {
     const x = [...byStep.keys()].sort((a, b) => a - b);
     const vals = x.map((s) => byStep.get(s));
     const color = COLORS[i % COLORS.length];
-    const name = `${state.group} = ${g} (${members.length} runs)`;
+    const value = JSON.parse(g);
+    const name = state.group === "name" ? `${value} (${members.length})` : `${state.group} = ${value} (${members.length})`;
     traces.push({ x, y: vals.map((v) => Math.min(...v)), mode: "lines", line: { width: 0, color }, showlegend: false, hoverinfo: "skip" });
     traces.push({ x, y: vals.map((v) => Math.max(...v)), mode: "lines", line: { width: 0, color }, fill: "tonexty",
                   fillcolor: hexToRgba(color, 0.2), showlegend: false, hoverinfo: "skip" });
@@ -170,8 +173,9 @@ function redraw() {
   drawConfig();
 }
 
-async function init() {
-  readUrl();
+const ENDED = ["succeeded", "failed", "cancelled", "lost"];
+
+async function load() {
   const fetched = await Promise.all(state.runs.map((id) => api(`/api/runs/${id}`)));
   runs = fetched.filter((r) => r.ok).map((r) => r.body);
   document.getElementById("compare-title").textContent = `Compare ${runs.length} runs`;
@@ -180,8 +184,78 @@ async function init() {
     const res = await api(`/api/metrics?runs=${runs.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys)}&max_points=2000`);
     metrics = res.body.runs;
   }
+  if (new URLSearchParams(window.location.search).has("experiment")) drawExperiment();
+}
+
+function finalKlTrue(run) {
+  const pts = ((metrics[run.id] || {})["eval/kl_true"] || []).filter((p) => p.value !== null);
+  return run.status === "succeeded" && pts.length ? pts[pts.length - 1].value : null;
+}
+
+function ratio(hard, other) {
+  return other <= hard ? `${(hard / other).toFixed(1)}× lower than hard labels` : `${(other / hard).toFixed(1)}× higher than hard labels`;
+}
+
+// The experiment's result, computed from the runs' own final numbers (never a canned claim).
+function drawExperiment() {
+  document.getElementById("experiment-panel").hidden = false;
+  const done = runs.filter((r) => ENDED.includes(r.status)).length;
+  document.getElementById("experiment-status").textContent = done < runs.length
+    ? `${done} of ${runs.length} runs finished; the table fills in as they do.`
+    : `All ${runs.length} runs finished.`;
+  const groups = new Map();
+  for (const r of runs) {
+    if (!groups.has(r.name)) groups.set(r.name, []);
+    const v = finalKlTrue(r);
+    if (v !== null) groups.get(r.name).push(v);
+  }
+  const stat = (vs) => vs.length ? { mean: vs.reduce((a, b) => a + b, 0) / vs.length, half: (Math.max(...vs) - Math.min(...vs)) / 2, n: vs.length } : null;
+  const hard = stat(groups.get("hard labels only") || []);
+  const body = document.querySelector("#experiment-table tbody");
+  body.replaceChildren();
+  const rows = [];
+  for (const [name, vs] of groups) {
+    const st = stat(vs);
+    rows.push([name, st]);
+    const tr = el("tr");
+    tr.append(el("th", {}, name), el("td", { class: "num" }, st ? `${st.mean.toFixed(3)} ± ${st.half.toFixed(3)} (${st.n} seeds)` : "running…"),
+              el("td", { class: "num" }, st && hard && name !== "hard labels only" ? ratio(hard.mean, st.mean) : ""));
+    body.append(tr);
+  }
+  const cal = rows.filter(([n, st]) => n.startsWith("calibrated") && st);
+  const mem = rows.filter(([n, st]) => n.startsWith("memorised") && st);
+  const text = [];
+  // Every sentence follows the numbers measured above; the direction is never assumed.
+  if (hard && cal.length) {
+    const best = cal.reduce((a, b) => (b[1].mean < a[1].mean ? b : a));
+    const worst = cal.reduce((a, b) => (b[1].mean > a[1].mean ? b : a));
+    text.push(`Measured here: trained on the hard labels alone, the student ends ${hard.mean.toFixed(3)} nats/token from the true distribution.`);
+    if (best[1].mean < hard.mean) {
+      text.push(`Distilled from the calibrated teacher it ends ${best[1].mean.toFixed(3)} at best (${best[0]}), ${ratio(hard.mean, best[1].mean)}: the teacher's softened distribution carries the near-synonyms' frequencies, which a small set of labels can only sample.`);
+    } else {
+      text.push(`Distilled from the calibrated teacher it ends no better: ${best[1].mean.toFixed(3)} at best (${best[0]}). Here the teacher added nothing over the labels; check how well the teacher itself matches the truth (inspect it).`);
+    }
+    text.push(`Across T the calibrated runs span ${best[1].mean.toFixed(3)}–${worst[1].mean.toFixed(3)}${worst[1].mean > 1.5 * best[1].mean ? ": T matters a lot on this budget" : worst[1].mean > 1.1 * best[1].mean ? ": T changes the result, modestly" : ": T barely mattered here"}.`);
+  }
+  if (hard && mem.length) {
+    const m = mem.map(([, st]) => st.mean);
+    const lo = Math.min(...m), hi = Math.max(...m);
+    text.push(`From the memorised teacher the student ends ${lo.toFixed(3)}–${hi.toFixed(3)} across T, against ${hard.mean.toFixed(3)} for hard labels` +
+      (lo > 0.8 * hard.mean ? ": no temperature recovered what that teacher never learned; softening rescales its logits, it does not undo memorisation." : "."));
+  }
+  document.getElementById("experiment-explainer").textContent = text.join(" ");
+  const pick = (name) => runs.find((r) => r.name === name && r.status === "succeeded");
+  const models = ["demo-teacher", "demo-teacher-memorised"];
+  for (const name of ["hard labels only", "calibrated teacher, T=2"]) { const r = pick(name); if (r) models.push(`run:${r.id}`); }
+  document.getElementById("experiment-inspect").href =
+    `/inspect?models=${encodeURIComponent(models.join(","))}&prompt=${encodeURIComponent("the lazy")}&temperatures=1,2,4&k=8`;
+}
+
+async function init() {
+  readUrl();
+  await load();
   const group = document.getElementById("group");
-  for (const f of ["temperature", "alpha", "divergence", "teacher", "student", "dataset", "seed", "learning_rate"]) group.append(el("option", { value: f }, f));
+  for (const f of ["name", "temperature", "alpha", "divergence", "teacher", "student", "dataset", "seed", "learning_rate"]) group.append(el("option", { value: f }, f));
   const smooth = document.getElementById("smooth");
   smooth.value = String(state.smooth);
   smooth.addEventListener("input", () => { state.smooth = Number(smooth.value); redraw(); });
@@ -197,6 +271,12 @@ async function init() {
   diff.checked = state.diff;
   diff.addEventListener("change", () => { state.diff = diff.checked; redraw(); });
   redraw();
+  // Runs still going (e.g. the built-in experiment): refresh until every one has ended.
+  const timer = setInterval(async () => {
+    if (runs.every((r) => ENDED.includes(r.status))) { clearInterval(timer); return; }
+    await load();
+    redraw();
+  }, 4000);
 }
 
 init();

@@ -163,6 +163,12 @@ async function refreshRuns() {
 document.getElementById("compare-button").addEventListener("click", () => {
   window.location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`;
 });
+document.getElementById("experiment-button").addEventListener("click", async () => {
+  const res = await api("/api/experiments/temperature", { method: "POST" });
+  if (res.status === 201) window.location.href = res.body.compare_url;
+  else document.getElementById("experiment-error").textContent =
+    res.body && res.body.detail ? JSON.stringify(res.body.detail) : `HTTP ${res.status}`;
+});
 buildForm();
 document.getElementById("launch-form").addEventListener("submit", launch);
 loadCatalog();

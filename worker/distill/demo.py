@@ -22,7 +22,7 @@ from worker.distill.loggers import ListLogger
 from worker.distill.models import hf_logging  # noqa: F401 - quiets transformers' warnings
 from worker.distill.trainer import DistillationRecipe
 
-KIT_VERSION = 1
+KIT_VERSION = 2
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 DATASETS = {  # name: (train sentences, train seed, description)
     "demo": (
@@ -45,6 +45,19 @@ DATASETS = {  # name: (train sentences, train seed, description)
 }
 EVAL_SENTENCES, EVAL_SEED = 500, 99
 TEACHER = {"name": "demo-teacher", "n_layer": 4, "n_embd": 128, "n_head": 4}
+MEMORISED = {"name": "demo-teacher-memorised", "n_layer": 4, "n_embd": 128, "n_head": 4}
+# The over-confident teacher: the same model trained on 300 sentences until it memorised them
+# (peaked, but on the wrong things): softening cannot restore what it never learned.
+MEMORISED_TRAINING = {
+    "max_steps": 400,
+    "batch_size": 16,
+    "seq_len": 64,
+    "learning_rate": 3e-3,
+    "warmup_steps": 30,
+    "eval_interval": 400,
+    "eval_batches": 8,
+    "weight_decay": 0.0,
+}
 STUDENTS = [
     {"name": "demo-student-s", "n_layer": 1, "n_embd": 64, "n_head": 2},
     {"name": "demo-student-m", "n_layer": 2, "n_embd": 96, "n_head": 4},
@@ -63,7 +76,7 @@ N_POSITIONS = 128
 
 
 def is_prepared(settings: Settings) -> bool:
-    names = [TEACHER["name"], *[s["name"] for s in STUDENTS]]
+    names = [TEACHER["name"], MEMORISED["name"], *[s["name"] for s in STUDENTS]]
     for name in names:
         meta = settings.models_dir / name / "distillscope.json"
         if not meta.is_file() or json.loads(meta.read_text()).get("kit_version") != KIT_VERSION:
@@ -153,17 +166,18 @@ class _ProgressLogger(ListLogger):
         self.bar.set_postfix(loss=f"{points['train/loss']:.3f}", refresh=False)
 
 
-def train_teacher(settings: Settings, tokenizer, *, progress: bool = True) -> dict:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = build_model(TEACHER, tokenizer, seed=0)
+def train_teacher(
+    settings: Settings,
+    tokenizer,
+    *,
+    spec: dict = TEACHER,
+    dataset: str = "demo-large",
+    training: dict = TEACHER_TRAINING,
+    progress: bool = True,
+) -> dict:
+    model = build_model(spec, tokenizer, seed=0)
     cfg = RunConfig(
-        name="demo-teacher",
-        teacher="-",
-        student="-",
-        dataset="demo-large",
-        alpha=0.0,
-        seed=0,
-        **TEACHER_TRAINING,
+        name=spec["name"], teacher="-", student="-", dataset=dataset, alpha=0.0, seed=0, **training
     )
     data = load_dataset(
         settings.datasets_dir / cfg.dataset,
@@ -172,7 +186,7 @@ def train_teacher(settings: Settings, tokenizer, *, progress: bool = True) -> di
         vocab_size=len(tokenizer),
     )
     with tqdm(
-        total=cfg.max_steps, desc="training the demo teacher", disable=not progress, unit="step"
+        total=cfg.max_steps, desc=f"training {spec['name']}", disable=not progress, unit="step"
     ) as bar:
         logger = _ProgressLogger(bar)
         recipe = DistillationRecipe(
@@ -185,7 +199,7 @@ def train_teacher(settings: Settings, tokenizer, *, progress: bool = True) -> di
     _save(
         model.cpu(),
         tokenizer,
-        settings.models_dir / TEACHER["name"],
+        settings.models_dir / spec["name"],
         {
             "role": "teacher",
             "trained_on": cfg.dataset,
@@ -210,11 +224,17 @@ def prepare(settings: Settings, *, progress: bool = True, force: bool = False) -
             settings.models_dir / spec["name"],
             {"role": "student", "trained_on": None},
         )
-    metrics = train_teacher(settings, tokenizer, progress=progress)
-    if progress:
-        print(
-            f"demo teacher: held-out KL to the true distribution "
-            f"{metrics.get('eval/kl_true', float('nan')):.3f} nats/token, "
-            f"cross-entropy {metrics.get('eval/hard_loss', float('nan')):.3f}"
+    for spec, dataset, training in (
+        (TEACHER, "demo-large", TEACHER_TRAINING),
+        (MEMORISED, "demo-small", MEMORISED_TRAINING),
+    ):
+        metrics = train_teacher(
+            settings, tokenizer, spec=spec, dataset=dataset, training=training, progress=progress
         )
+        if progress:
+            print(
+                f"{spec['name']}: held-out KL to the true distribution "
+                f"{metrics.get('eval/kl_true', float('nan')):.3f} nats/token, "
+                f"cross-entropy {metrics.get('eval/hard_loss', float('nan')):.3f}"
+            )
     return True

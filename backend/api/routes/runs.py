@@ -204,3 +204,25 @@ def compare_metrics(
             max_points=max_points,
         )
     return JSONResponse({"runs": out})
+
+
+experiment_router = APIRouter(prefix="/api/experiments", tags=["runs"])
+
+
+@experiment_router.post(
+    "/temperature", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep]
+)
+def start_temperature_experiment(session: SessionDep, settings: SettingsDep) -> dict:
+    """Queue the built-in experiment (21 runs on the demo kit) and say where to watch it."""
+    from backend.services.experiment import create_experiment
+
+    tag, runs = create_experiment(session=session, settings=settings)
+    session.commit()
+    for run in runs:
+        enqueue_training(run.id)
+    ids = ",".join(str(r.id) for r in runs)
+    return {
+        "tag": tag,
+        "runs": [r.id for r in runs],
+        "compare_url": f"/compare?runs={ids}&group=name&smooth=0&experiment={tag}",
+    }

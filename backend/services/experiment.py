@@ -1,0 +1,75 @@
+"""The built-in experiment, "What does the teacher add, and what does T change?": a student on
+a small data budget (demo-small, 300 sentences) trained on hard labels only, and distilled at
+T = 1, 2, 4 (alpha = 0.9) from the calibrated teacher and from the over-confident one that
+memorised its data; 3 seeds each, 21 runs. The teacher-logit cache (k = V - 1, exact) makes the
+sweep fast: each teacher runs once over the data."""
+
+import time
+
+from sqlalchemy.orm import Session
+
+from backend.db.models import Run
+from backend.schemas import RunConfig
+from backend.services.runs import create_run
+from backend.settings import Settings
+
+TEACHERS = {"demo-teacher": "calibrated teacher", "demo-teacher-memorised": "memorised teacher"}
+TEMPERATURES = (1.0, 2.0, 4.0)
+SEEDS = (0, 1, 2)
+BASE = {
+    "student": "demo-student-s",
+    "dataset": "demo-small",
+    "max_steps": 300,
+    "batch_size": 16,
+    "seq_len": 64,
+    "learning_rate": 3e-3,
+    "eval_interval": 100,
+    "eval_batches": 8,
+}
+
+
+def experiment_configs(*, tag: str, vocab: int) -> list[RunConfig]:
+    configs = []
+    for seed in SEEDS:
+        configs.append(
+            RunConfig(
+                name="hard labels only",
+                teacher="demo-teacher",
+                alpha=0.0,
+                temperature=1.0,
+                seed=seed,
+                tags=[tag],
+                **BASE,
+            )
+        )
+        for teacher, label in TEACHERS.items():
+            for t in TEMPERATURES:
+                configs.append(
+                    RunConfig(
+                        name=f"{label}, T={t:g}",
+                        teacher=teacher,
+                        alpha=0.9,
+                        temperature=t,
+                        seed=seed,
+                        tags=[tag],
+                        teacher_cache_k=vocab - 1,
+                        **BASE,
+                    )
+                )
+    return configs
+
+
+def create_experiment(*, session: Session, settings: Settings) -> tuple[str, list[Run]]:
+    """Add the experiment's runs (the caller commits, then enqueues them)."""
+    from backend.services import catalog
+    from backend.services.vocab import read_vocab
+
+    teacher_dir = catalog.resolve_local_model("demo-teacher", settings)
+    vocab = read_vocab(teacher_dir)
+    size = max(vocab.values()) + 1 if vocab else 0
+    tag = f"experiment-{int(time.time())}"
+    runs = [
+        create_run(session=session, config=c, settings=settings)
+        for c in experiment_configs(tag=tag, vocab=size)
+    ]
+    return tag, runs
