@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from backend.schemas import InspectRequest
+from backend.services.catalog import run_student_dir
 from backend.settings import Settings
 from worker.distill import demo_language
 from worker.distill.models import load_causal_lm_from, load_tokenizer_from, model_source
@@ -25,15 +26,7 @@ def _source(name: str, settings: Settings) -> Path | str:
     """A model name under the roots, a Hub id, or `run:<id>` (that run's final student, else
     its latest checkpoint)."""
     if name.startswith("run:"):
-        from worker.distill.checkpoint import latest_checkpoint
-
-        run_dir = settings.runs_dir / name.removeprefix("run:")
-        final = run_dir / "final"
-        found = (
-            final
-            if (final / "config.json").is_file()
-            else latest_checkpoint(run_dir / "checkpoints")
-        )
+        found = run_student_dir(name, settings)
         if found is None:
             raise ValueError(f"{name} has no saved student yet")
         return found

@@ -207,3 +207,16 @@ def list_datasets(settings: Settings) -> list[DatasetInfo]:
             )
         )
     return out
+
+
+def run_student_dir(name: str, settings: Settings) -> Path | None:
+    """For `run:<id>`: that run's final student, else its latest complete checkpoint (both
+    written with save_pretrained under the shared artifact dir); None when it has neither."""
+    run_id = name.removeprefix("run:")
+    if not run_id.isdigit():
+        return None
+    run_dir = settings.runs_dir / run_id
+    if (run_dir / "final" / "config.json").is_file():
+        return run_dir / "final"
+    found = sorted(p.parent for p in run_dir.glob("checkpoints/step-*/config.json"))
+    return found[-1] if found else None

@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from backend.schemas import RunConfig
@@ -132,20 +133,34 @@ class DistillationRecipe:
                 t_logits = self._teacher_logits(ids)
             with self._autocast():
                 s_logits = self._logits(self.student, ids)
-            out = distillation_loss(
-                s_logits,
-                t_logits if t_logits is not None else s_logits.detach(),
-                lab,
-                temperature=cfg.temperature,
-                alpha=cfg.alpha if t_logits is not None else 0.0,
-                divergence=cfg.divergence,
-                beta=cfg.beta,
-                num_tokens=n_tokens,
-            )
-            out.loss.backward()
-            soft_sum += out.soft.detach()
-            hard_sum += out.hard.detach()
-            del s_logits, t_logits, out  # free the logits before the next micro-batch
+            if t_logits is None:  # no teacher (the demo kit training its teachers): CE only
+                hard = (
+                    F.cross_entropy(
+                        s_logits.float().flatten(0, 1),
+                        lab.flatten(),
+                        ignore_index=IGNORE,
+                        reduction="sum",
+                    )
+                    / n_tokens.clamp_min(1)
+                )
+                hard.backward()
+                hard_sum += hard.detach()
+            else:
+                out = distillation_loss(
+                    s_logits,
+                    t_logits,
+                    lab,
+                    temperature=cfg.temperature,
+                    alpha=cfg.alpha,
+                    divergence=cfg.divergence,
+                    beta=cfg.beta,
+                    num_tokens=n_tokens,
+                )
+                out.loss.backward()
+                soft_sum += out.soft.detach()
+                hard_sum += out.hard.detach()
+                del out
+            del s_logits, t_logits  # free the logits before the next micro-batch
         grad_norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.max_grad_norm)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()

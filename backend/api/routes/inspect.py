@@ -15,11 +15,7 @@ router = APIRouter(prefix="/api", tags=["inspect"])
 def _check_models(req: InspectRequest, settings) -> None:
     for i, name in enumerate(req.models):
         if name.startswith("run:"):
-            run_dir = settings.runs_dir / name.removeprefix("run:")
-            if not name.removeprefix("run:").isdigit() or not (
-                (run_dir / "final" / "config.json").is_file()
-                or any(run_dir.glob("checkpoints/step-*/config.json"))
-            ):
+            if catalog.run_student_dir(name, settings) is None:
                 raise FieldError("models", f"models[{i}]: {name} has no saved student (yet)", name)
             continue
         try:
