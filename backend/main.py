@@ -76,6 +76,7 @@ def create_app() -> FastAPI:
     app.include_router(runs.router)
     app.include_router(runs.compare_router)
     app.include_router(runs.experiment_router)
+    app.include_router(runs.sweep_router)
     app.include_router(inspect.router)
     app.include_router(compare.router)
     app.include_router(catalog.router)
@@ -91,7 +92,7 @@ def create_app() -> FastAPI:
             [
                 {
                     "type": "value_error",
-                    "loc": ["body", exc.field],
+                    "loc": exc.loc,
                     "msg": exc.message,
                     "input": exc.value,
                 }

@@ -66,7 +66,16 @@ class RunConfig(BaseModel):
         "reuse them across runs; forward_kl only.",
     )
     keep_checkpoints: int = Field(
-        default=2, ge=0, le=1000, description="How many of the latest checkpoints to keep (0: all)."
+        default=2,
+        ge=0,
+        le=1000,
+        description="How many of the latest resumable checkpoints to keep (0: all).",
+    )
+    keep_checkpoint_weights: bool = Field(
+        default=True,
+        description="Keep the student's weights (without the optimizer state) of the "
+        "checkpoints that keep_checkpoints prunes, so the inspector can open the student at "
+        "any checkpoint.",
     )
 
     @field_validator("grad_accum_steps")
@@ -117,6 +126,8 @@ class RunPublic(BaseModel):
     latest: dict[str, float | None]
     cancel_requested: bool = False
     attempts: int = 0
+    note: str | None = None
+    sweep_id: int | None = None
 
     @classmethod
     def from_orm_run(cls, run) -> "RunPublic":
@@ -137,12 +148,84 @@ class RunPublic(BaseModel):
             latest=run.latest or {},
             cancel_requested=bool(run.cancel_requested),
             attempts=run.attempts or 0,
+            note=run.note,
+            sweep_id=run.sweep_id,
         )
 
 
 class RunsPublic(BaseModel):
     data: list[RunPublic]
     count: int
+    tags: list[str] = Field(default_factory=list, description="Every tag in use, for filters.")
+    sweeps: dict[int, "SweepPublic"] = Field(
+        default_factory=dict, description="The sweeps the listed runs belong to, by id."
+    )
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,\s][^,]*$")]
+
+
+class RunUpdate(BaseModel):
+    """What can change after launch: the name, the tags and a free-text note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    tags: list[Tag] | None = Field(default=None, max_length=32)
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class SweepGrid(BaseModel):
+    """The values to sweep: one run per combination; an absent or empty list keeps the base
+    config's value."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    temperature: list[Annotated[float, Field(gt=0, le=100)]] = Field(
+        default_factory=list, max_length=16
+    )
+    alpha: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=list, max_length=16)
+    divergence: list[Divergence] = Field(default_factory=list, max_length=3)
+    seed: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=16
+    )
+
+    @field_validator("temperature", "alpha", "divergence", "seed")
+    @classmethod
+    def _distinct(cls, v: list) -> list:
+        if len(set(v)) != len(v):
+            raise ValueError("lists each value once")
+        return v
+
+
+MAX_SWEEP_RUNS = 64
+
+
+class SweepRequest(BaseModel):
+    """A base run config and a grid over T, alpha, divergence and seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: RunConfig = Field(description="The config every run shares; the grid overrides it.")
+    grid: SweepGrid
+
+
+class SweepPublic(BaseModel):
+    id: int
+    name: str
+    grid: dict
+    created_at: datetime
+    runs: list[int] = Field(default_factory=list)
+
+    @classmethod
+    def from_orm_sweep(cls, sweep, run_ids: list[int]) -> "SweepPublic":
+        return cls(
+            id=sweep.id,
+            name=sweep.name,
+            grid=sweep.grid,
+            created_at=_utc(sweep.created_at),
+            runs=run_ids,
+        )
 
 
 class Point(BaseModel):

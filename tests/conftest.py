@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import build_tiny_kit, unavailable
+from tests.support import Stack, build_tiny_kit, unavailable
 
 
 def _clear_caches() -> None:
@@ -87,3 +87,54 @@ def redis_url():
         unavailable("Redis", str(exc))
     yield url
     r.flushdb()
+
+
+# Browser tests (test_browser*.py): real headless Chromium driven by Playwright, and a live
+# api + worker stack for the pages to talk to.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser():
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        unavailable("Chromium", "no chromium executable on PATH (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        unavailable("Playwright", str(exc))
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def stack(env, tmp_path):
+    s = Stack(env, tmp_path)
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def inspect_stack(env, tmp_path):
+    s = Stack(env, tmp_path)
+    try:
+        s.start(worker=False)
+        s.start_worker("inspect")
+        yield s
+    finally:
+        s.stop()

@@ -335,7 +335,12 @@ def test_api_token_guards_every_mutating_endpoint(env, monkeypatch):
         assert c.post(f"/api/runs/{run['id']}/cancel").status_code == 401
         assert c.post(f"/api/runs/{run['id']}/cancel", headers=ok).status_code == 200
         assert c.delete(f"/api/runs/{run['id']}").status_code == 401
+        assert c.patch(f"/api/runs/{run['id']}", json={"note": "x"}).status_code == 401
+        assert c.patch(f"/api/runs/{run['id']}", json={"note": "x"}, headers=ok).status_code == 200
         assert c.delete(f"/api/runs/{run['id']}", headers=ok).status_code == 204
+        sweep = {"base": GOOD, "grid": {"seed": [1, 2]}}
+        assert c.post("/api/sweeps", json=sweep).status_code == 401
+        assert c.post("/api/sweeps", json=sweep, headers=ok).status_code == 201
         assert c.get("/api/runs").status_code == 200  # reads stay open
 
 

@@ -1,48 +1,11 @@
 """The dashboard in real headless Chromium (Playwright driving the system's chromium): launch
 the demo preset from the form and watch the run page's charts gain points live."""
 
-import shutil
-
 import pytest
 
-from tests.support import Stack, unavailable
+from tests.support import Stack
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser():
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        unavailable("Chromium", "no chromium executable on PATH (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        unavailable("Playwright", str(exc))
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def stack(env, tmp_path):
-    s = Stack(env, tmp_path)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
 
 
 def _points(page, chart: str, trace: int) -> int:
@@ -127,17 +90,6 @@ def test_run_page_cancel_and_download(browser, stack):
         "document.getElementById('run-status').textContent === 'cancelled'", timeout=60_000
     )
     assert page.is_hidden("#cancel-button")
-
-
-@pytest.fixture
-def inspect_stack(env, tmp_path):
-    s = Stack(env, tmp_path)
-    try:
-        s.start(worker=False)
-        s.start_worker("inspect")
-        yield s
-    finally:
-        s.stop()
 
 
 def test_inspector_shows_both_models_at_two_temperatures(browser, inspect_stack):

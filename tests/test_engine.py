@@ -147,6 +147,10 @@ def test_resumed_run_continues_the_uninterrupted_curve(tiny_kit, tmp_path):
     recipe(load_causal_lm(cfg.student, settings), whole, tmp_path / "a").train()
     kept = list_checkpoints(tmp_path / "a")
     assert [p.name for p in kept] == ["step-00000010", "step-00000015"]  # keep=2, atomic names
+    # Older checkpoints keep the student's weights for the inspector, not the optimizer state.
+    older = tmp_path / "a" / "step-00000005"
+    assert (older / "config.json").is_file() and not (older / "trainer_state.pt").exists()
+    assert load_causal_lm_from(older).config.vocab_size == len(tok)
 
     # Interrupted after step 10: a fresh process resumes from the step-10 checkpoint.
     first = ListLogger()

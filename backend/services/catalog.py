@@ -210,13 +210,30 @@ def list_datasets(settings: Settings) -> list[DatasetInfo]:
 
 
 def run_student_dir(name: str, settings: Settings) -> Path | None:
-    """For `run:<id>`: that run's final student, else its latest complete checkpoint (both
-    written with save_pretrained under the shared artifact dir); None when it has neither."""
-    run_id = name.removeprefix("run:")
-    if not run_id.isdigit():
+    """For `run:<id>`: that run's final student, else its latest checkpoint; for
+    `run:<id>@<step>`: its checkpoint at that step. All are written with save_pretrained under
+    the shared artifact dir. None when there is no such student."""
+    spec = name.removeprefix("run:")
+    run_id, _, step = spec.partition("@")
+    if not run_id.isdigit() or (step and not step.isdigit()):
         return None
     run_dir = settings.runs_dir / run_id
+    if step:
+        folder = run_dir / "checkpoints" / f"step-{int(step):08d}"
+        return folder if (folder / "config.json").is_file() else None
     if (run_dir / "final" / "config.json").is_file():
         return run_dir / "final"
     found = sorted(p.parent for p in run_dir.glob("checkpoints/step-*/config.json"))
     return found[-1] if found else None
+
+
+def run_student_steps(run_id: int, settings: Settings) -> tuple[list[int], bool]:
+    """The steps of a run's inspectable checkpoints (ascending) and whether its final student
+    exists."""
+    run_dir = settings.runs_dir / str(run_id)
+    steps = sorted(
+        int(p.parent.name.removeprefix("step-"))
+        for p in run_dir.glob("checkpoints/step-*/config.json")
+        if p.parent.name.removeprefix("step-").isdigit()
+    )
+    return steps, (run_dir / "final" / "config.json").is_file()

@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy.orm import Session
 
-from backend.db.models import Run
+from backend.db.models import Run, Sweep
 from backend.schemas import RunConfig
 from backend.services.runs import create_run
 from backend.settings import Settings
@@ -68,8 +68,18 @@ def create_experiment(*, session: Session, settings: Settings) -> tuple[str, lis
     vocab = read_vocab(teacher_dir)
     size = max(vocab.values()) + 1 if vocab else 0
     tag = f"experiment-{int(time.time())}"
+    sweep = Sweep(
+        name="What does the teacher add, and what does T change?",
+        grid={
+            "teacher": ["none (hard labels)", *TEACHERS],
+            "temperature": list(TEMPERATURES),
+            "seed": list(SEEDS),
+        },
+    )
+    session.add(sweep)
+    session.flush()
     runs = [
-        create_run(session=session, config=c, settings=settings)
+        create_run(session=session, config=c, settings=settings, sweep=sweep)
         for c in experiment_configs(tag=tag, vocab=size)
     ]
     return tag, runs

@@ -1,13 +1,15 @@
 """Run logic for the api: create (validate, store, commit, enqueue), read, metrics."""
 
+import itertools
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from pydantic import ValidationError
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import MetricPoint, Run, RunStatus, utcnow
-from backend.schemas import RunConfig
+from backend.db.models import MetricPoint, Run, RunStatus, Sweep, utcnow
+from backend.schemas import MAX_SWEEP_RUNS, RunConfig, SweepGrid
 from backend.services import catalog
 from backend.services.records import check_records
 from backend.services.vocab import VocabularyMismatch, shared_vocab_size
@@ -17,9 +19,10 @@ from backend.settings import Settings
 class FieldError(ValueError):
     """A config field that passed its schema but not the checks against the world."""
 
-    def __init__(self, field: str, message: str, value: object = None):
+    def __init__(self, field: str, message: str, value: object = None, *, prefix=()):
         super().__init__(message)
         self.field, self.message, self.value = field, message, value
+        self.loc = ["body", *prefix, field]  # where the field sits in the request body
 
 
 def check_resources(*, config: RunConfig, settings: Settings) -> None:
@@ -61,9 +64,18 @@ def check_resources(*, config: RunConfig, settings: Settings) -> None:
             )
 
 
-def create_run(*, session: Session, config: RunConfig, settings: Settings) -> Run:
-    """Validate against the catalogue and add the run; the caller commits, then enqueues."""
-    check_resources(config=config, settings=settings)
+def create_run(
+    *,
+    session: Session,
+    config: RunConfig,
+    settings: Settings,
+    sweep: Sweep | None = None,
+    checked: bool = False,
+) -> Run:
+    """Validate against the catalogue (unless the caller has: `checked`) and add the run; the
+    caller commits, then enqueues."""
+    if not checked:
+        check_resources(config=config, settings=settings)
     run = Run(
         name=config.name,
         tags=list(config.tags),
@@ -72,6 +84,7 @@ def create_run(*, session: Session, config: RunConfig, settings: Settings) -> Ru
         step=0,
         total_steps=config.max_steps,
         latest={},
+        sweep_id=sweep.id if sweep is not None else None,
     )
     session.add(run)
     session.flush()
@@ -123,15 +136,122 @@ def mark_failed(*, session: Session, run: Run, error: str) -> None:
     run.status, run.error, run.finished_at = RunStatus.FAILED, error, utcnow()
 
 
+SORT_KEYS = {
+    "id": lambda r: r.id,
+    "name": lambda r: r.name.lower(),
+    "status": lambda r: r.status,
+    "created": lambda r: r.created_at,
+    "progress": lambda r: r.step / max(r.total_steps, 1),
+    "temperature": lambda r: r.config.get("temperature"),
+    "alpha": lambda r: r.config.get("alpha"),
+    "soft": lambda r: (r.latest or {}).get("train/soft_loss"),
+    "hard": lambda r: (r.latest or {}).get("train/hard_loss"),
+}
+
+
+def _matches(run: Run, text: str) -> bool:
+    c = run.config or {}
+    haystack = [run.name, run.note or "", c.get("teacher", ""), c.get("student", "")]
+    haystack += [c.get("dataset", ""), c.get("divergence", ""), *(run.tags or [])]
+    return any(text in str(h).lower() for h in haystack)
+
+
 def list_runs(
-    *, session: Session, status: str | None = None, limit: int = 500, offset: int = 0
-) -> tuple[list[Run], int]:
+    *,
+    session: Session,
+    status: list[str] | None = None,
+    tag: str | None = None,
+    q: str | None = None,
+    sweep_id: int | None = None,
+    sort: str = "-id",
+    limit: int = 500,
+    offset: int = 0,
+) -> tuple[list[Run], int, list[str]]:
+    """Runs matching every filter given (status in a list, a tag, text in the name, note,
+    models, dataset or tags, a sweep), sorted by `sort` (a SORT_KEYS name, `-` for descending;
+    runs without the value come last). Returns the page, the number matching and every tag in
+    use. Tags live in a JSON list, so tag and text filters run here rather than in SQL."""
     query = select(Run)
-    count_q = select(func.count()).select_from(Run)
     if status:
-        query, count_q = query.where(Run.status == status), count_q.where(Run.status == status)
-    runs = session.scalars(query.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
-    return list(runs), session.scalar(count_q) or 0
+        query = query.where(Run.status.in_(status))
+    if sweep_id is not None:
+        query = query.where(Run.sweep_id == sweep_id)
+    runs = list(session.scalars(query.order_by(Run.id.desc())).all())
+    all_tags = sorted({t for tags in session.scalars(select(Run.tags)).all() for t in tags or []})
+    if tag:
+        runs = [r for r in runs if tag in (r.tags or [])]
+    if q and q.strip():
+        runs = [r for r in runs if _matches(r, q.strip().lower())]
+    descending, name = sort.startswith("-"), sort.lstrip("-")
+    key = SORT_KEYS[name]
+    present = [r for r in runs if key(r) is not None]
+    missing = [r for r in runs if key(r) is None]
+    present.sort(key=lambda r: (key(r), r.id), reverse=descending)
+    runs = present + missing
+    return runs[offset : offset + limit], len(runs), all_tags
+
+
+def update_run(*, session: Session, run: Run, changes: dict) -> Run:
+    """Rename, re-tag or annotate a run (in any state: this touches no training)."""
+    if "name" in changes:
+        run.name = changes["name"]
+    if "tags" in changes:
+        run.tags = list(dict.fromkeys(t.strip() for t in changes["tags"]))
+    if "note" in changes:
+        run.note = (changes["note"] or "").strip() or None
+    return run
+
+
+def create_sweep(
+    *, session: Session, base: RunConfig, grid: SweepGrid, settings: Settings
+) -> tuple[Sweep, list[Run]]:
+    """One run per combination of the grid's values over the base config, all validated before
+    any is stored (an error names its field under `base` or `grid`); the caller commits, then
+    enqueues the runs."""
+    varying = {k: v for k, v in grid.model_dump().items() if v}
+    combos = list(itertools.product(*varying.values())) if varying else [()]
+    if len(combos) > MAX_SWEEP_RUNS:
+        sizes = " × ".join(f"{len(v)} {k}s" for k, v in varying.items())
+        raise FieldError(
+            "grid",
+            f"{sizes} = {len(combos)} runs; a sweep holds at most {MAX_SWEEP_RUNS}",
+            None,
+        )
+    configs = []
+    for combo in combos:
+        values = dict(zip(varying, combo, strict=True))
+        parts = [f"{_SHORT[k]}={v:g}" if not isinstance(v, str) else v for k, v in values.items()]
+        name = f"{base.name} · {' '.join(parts)}" if parts else base.name
+        try:
+            configs.append(
+                RunConfig.model_validate({**base.model_dump(), **values, "name": name[:200]})
+            )
+        except ValidationError as e:
+            # The base was valid alone: a combination broke a rule between fields.
+            err = e.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else "grid"
+            where = ("grid",) if field in varying else ("base",)
+            raise FieldError(
+                field, f"{err['msg']} (with {', '.join(parts)})", err.get("input"), prefix=where
+            ) from None
+    try:
+        check_resources(config=configs[0], settings=settings)
+    except FieldError as e:
+        raise FieldError(e.field, e.message, e.value, prefix=("base",)) from None
+    sweep = Sweep(name=base.name, grid=varying)
+    session.add(sweep)
+    session.flush()
+    tag = f"sweep-{sweep.id}"
+    runs = []
+    for config in configs:
+        config.tags = list(dict.fromkeys([*config.tags, tag]))
+        runs.append(
+            create_run(session=session, config=config, settings=settings, sweep=sweep, checked=True)
+        )
+    return sweep, runs
+
+
+_SHORT = {"temperature": "T", "alpha": "α", "seed": "seed", "divergence": "divergence"}
 
 
 def get_run(*, session: Session, run_id: int) -> Run | None:

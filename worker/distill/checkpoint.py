@@ -12,8 +12,19 @@ STATE_FILE = "trainer_state.pt"
 
 
 def save_checkpoint(
-    folder: Path, *, step: int, student, optimizer, scheduler, tokenizer=None, keep: int = 2
+    folder: Path,
+    *,
+    step: int,
+    student,
+    optimizer,
+    scheduler,
+    tokenizer=None,
+    keep: int = 2,
+    keep_weights: bool = True,
 ) -> Path:
+    """Write a resumable checkpoint; beyond the latest `keep`, older ones lose their optimizer
+    state (they stay loadable with from_pretrained, for the inspector) or, without
+    `keep_weights`, are removed."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
     tmp = folder / f".tmp-step-{step:08d}"
@@ -37,7 +48,10 @@ def save_checkpoint(
     os.replace(tmp, final)  # atomic on one filesystem: a reader never sees half a checkpoint
     if keep > 0:
         for old in list_checkpoints(folder)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if keep_weights:
+                (old / STATE_FILE).unlink(missing_ok=True)  # no longer resumable, still loadable
+            else:
+                shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -134,15 +134,12 @@ class DistillationRecipe:
             with self._autocast():
                 s_logits = self._logits(self.student, ids)
             if t_logits is None:  # no teacher (the demo kit training its teachers): CE only
-                hard = (
-                    F.cross_entropy(
-                        s_logits.float().flatten(0, 1),
-                        lab.flatten(),
-                        ignore_index=IGNORE,
-                        reduction="sum",
-                    )
-                    / n_tokens.clamp_min(1)
-                )
+                hard = F.cross_entropy(
+                    s_logits.float().flatten(0, 1),
+                    lab.flatten(),
+                    ignore_index=IGNORE,
+                    reduction="sum",
+                ) / n_tokens.clamp_min(1)
                 hard.backward()
                 hard_sum += hard.detach()
             else:
@@ -215,6 +212,7 @@ class DistillationRecipe:
             scheduler=self.scheduler,
             tokenizer=self.tokenizer,
             keep=self.cfg.keep_checkpoints,
+            keep_weights=self.cfg.keep_checkpoint_weights,
         )
 
     def resume(self, path: Path) -> None:

@@ -3,7 +3,7 @@
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
@@ -14,11 +14,22 @@ from backend.api.deps import SessionDep, SettingsDep, TokenDep
 from backend.db.models import RunStatus
 from backend.db.session import new_session
 from backend.queue import enqueue_training
-from backend.schemas import MetricsPublic, RunConfig, RunPublic, RunsPublic
+from backend.schemas import (
+    MetricsPublic,
+    RunConfig,
+    RunPublic,
+    RunsPublic,
+    RunUpdate,
+    SweepPublic,
+    SweepRequest,
+)
+from backend.services import catalog
 from backend.services import runs as service
+from backend.services import sweeps as sweep_service
 from backend.services.metrics import read_metrics
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
+ALL_STATES = {RunStatus.QUEUED, RunStatus.RUNNING, *RunStatus.TERMINAL}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
@@ -39,16 +50,51 @@ def create_run(config: RunConfig, session: SessionDep, settings: SettingsDep) ->
     return RunPublic.from_orm_run(run)
 
 
+SortKey = Literal[tuple(k for name in service.SORT_KEYS for k in (name, f"-{name}"))]
+
+
 @router.get("")
 def list_runs(
     session: SessionDep,
-    status: str | None = None,
+    status: list[str] | None = Query(
+        None, description="Only runs in these states; repeat or separate with commas."
+    ),
+    tag: str | None = Query(None, max_length=64, description="Only runs with this tag."),
+    q: str | None = Query(
+        None,
+        max_length=200,
+        description="Text in the name, note, tags, teacher, student, dataset or divergence.",
+    ),
+    sweep: int | None = Query(None, ge=1, description="Only the runs of this sweep."),
+    sort: SortKey = Query("-id", description="Field to sort by; a leading '-' sorts descending."),
     limit: int = Query(500, ge=1, le=5000),
     offset: int = Query(0, ge=0),
 ) -> RunsPublic:
-    """All runs, newest first."""
-    runs, count = service.list_runs(session=session, status=status, limit=limit, offset=offset)
-    return RunsPublic(data=[RunPublic.from_orm_run(r) for r in runs], count=count)
+    """Runs matching the filters, newest first unless `sort` says otherwise, with every tag in
+    use and the sweeps the listed runs belong to."""
+    states = _split(status)
+    unknown = sorted(set(states or ()) - ALL_STATES)
+    if unknown:
+        raise HTTPException(
+            422, f"status: unknown state(s) {', '.join(unknown)}; one of {sorted(ALL_STATES)}"
+        )
+    runs, count, tags = service.list_runs(
+        session=session,
+        status=states,
+        tag=tag,
+        q=q,
+        sweep_id=sweep,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+    )
+    sweep_ids = {r.sweep_id for r in runs if r.sweep_id is not None}
+    return RunsPublic(
+        data=[RunPublic.from_orm_run(r) for r in runs],
+        count=count,
+        tags=tags,
+        sweeps={s.id: s for s in sweep_service.get_sweeps(session=session, ids=sweep_ids)},
+    )
 
 
 def _get_or_404(session, run_id: int):
@@ -86,6 +132,24 @@ def delete_run(run_id: int, session: SessionDep, settings: SettingsDep) -> None:
 def get_run(run_id: int, session: SessionDep) -> RunPublic:
     """One run: config, status, progress, error text, latest metric values."""
     return RunPublic.from_orm_run(_get_or_404(session, run_id))
+
+
+@router.patch("/{run_id}", dependencies=[TokenDep])
+def update_run(run_id: int, changes: RunUpdate, session: SessionDep) -> RunPublic:
+    """Rename a run, replace its tags or set its note (an empty note clears it)."""
+    run = _get_or_404(session, run_id)
+    service.update_run(session=session, run=run, changes=changes.model_dump(exclude_unset=True))
+    session.commit()
+    return RunPublic.from_orm_run(run)
+
+
+@router.get("/{run_id}/checkpoints")
+def list_checkpoints(run_id: int, session: SessionDep, settings: SettingsDep) -> dict:
+    """The steps at which the run's student can be inspected (`run:<id>@<step>`), and whether
+    its final student exists (`run:<id>`)."""
+    run = _get_or_404(session, run_id)
+    steps, final = catalog.run_student_steps(run.id, settings)
+    return {"run_id": run.id, "steps": steps, "final": final, "final_step": run.step}
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -218,11 +282,59 @@ def start_temperature_experiment(session: SessionDep, settings: SettingsDep) -> 
 
     tag, runs = create_experiment(session=session, settings=settings)
     session.commit()
-    for run in runs:
-        enqueue_training(run.id)
+    _enqueue_all(session, runs)
     ids = ",".join(str(r.id) for r in runs)
     return {
         "tag": tag,
+        "sweep_id": runs[0].sweep_id,
         "runs": [r.id for r in runs],
         "compare_url": f"/compare?runs={ids}&group=name&smooth=0&experiment={tag}",
     }
+
+
+def _enqueue_all(session, runs) -> None:
+    """Queue stored runs; if the broker fails part-way, the rest are marked failed with the
+    reason (never left queued forever) and the client hears 503."""
+    for i, run in enumerate(runs):
+        try:
+            enqueue_training(run.id)
+        except Exception as exc:
+            for left in runs[i:]:
+                service.mark_failed(session=session, run=left, error=f"could not queue: {exc}")
+            session.commit()
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"{len(runs) - i} of {len(runs)} runs could not be queued: the broker is "
+                f"unreachable ({type(exc).__name__}: {exc})",
+            ) from exc
+
+
+sweep_router = APIRouter(prefix="/api/sweeps", tags=["runs"])
+
+
+@sweep_router.post("", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
+def create_sweep(req: SweepRequest, session: SessionDep, settings: SettingsDep) -> dict:
+    """One run per combination of the grid's values (T, alpha, divergence, seed) over the base
+    config, grouped as a sweep and tagged `sweep-<id>`. Every combination is validated before
+    any run is stored."""
+    sweep, runs = service.create_sweep(
+        session=session, base=req.base, grid=req.grid, settings=settings
+    )
+    session.commit()
+    _enqueue_all(session, runs)
+    ids = ",".join(str(r.id) for r in runs)
+    group = next(iter(sweep.grid), "")
+    group = "" if group == "seed" else group
+    return {
+        "sweep": SweepPublic.from_orm_sweep(sweep, [r.id for r in runs]).model_dump(mode="json"),
+        "runs": [r.id for r in runs],
+        "compare_url": f"/compare?runs={ids}&group={group}",
+    }
+
+
+@sweep_router.get("/{sweep_id}")
+def get_sweep(sweep_id: int, session: SessionDep) -> SweepPublic:
+    found = sweep_service.get_sweeps(session=session, ids={sweep_id})
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} not found")
+    return found[0]

@@ -1,0 +1,153 @@
+"""The runs page's API: filters and sort, tags and notes, sweeps, and the checkpoints a run's
+student can be inspected at. In-process (TestClient) on the embedded SQLite defaults."""
+
+import pytest
+
+from backend.db.models import Run
+from backend.db.session import transaction
+from tests.test_api import GOOD
+
+
+def _run(client, **changes) -> dict:
+    r = client.post("/api/runs", json={**GOOD, **changes})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _ids(client, **params) -> list[int]:
+    r = client.get("/api/runs", params=params)
+    assert r.status_code == 200, r.text
+    return [x["id"] for x in r.json()["data"]]
+
+
+def test_filter_by_status_tag_and_text_and_sort(client):
+    a = _run(client, name="alpha run", tags=["baseline"], temperature=1.0)
+    b = _run(client, name="beta run", tags=["baseline", "hot"], temperature=4.0)
+    c = _run(client, name="gamma", temperature=2.0)
+    with transaction() as s:
+        s.get(Run, a["id"]).status = "succeeded"
+        s.get(Run, a["id"]).latest = {"train/soft_loss": 0.5}
+        s.get(Run, b["id"]).latest = {"train/soft_loss": 0.1}
+    assert _ids(client) == [c["id"], b["id"], a["id"]]  # newest first
+    assert _ids(client, status="succeeded") == [a["id"]]
+    assert _ids(client, status="queued,succeeded") == [c["id"], b["id"], a["id"]]
+    assert _ids(client, tag="baseline") == [b["id"], a["id"]]
+    assert _ids(client, q="RUN") == [b["id"], a["id"]]  # case-insensitive, name
+    assert _ids(client, q="hot") == [b["id"]]  # tags are searched too
+    assert _ids(client, sort="temperature") == [a["id"], c["id"], b["id"]]
+    assert _ids(client, sort="-temperature") == [b["id"], c["id"], a["id"]]
+    # Runs without the value (no soft loss yet) come last in either direction.
+    assert _ids(client, sort="soft") == [b["id"], a["id"], c["id"]]
+    assert _ids(client, sort="-soft") == [a["id"], b["id"], c["id"]]
+    listed = client.get("/api/runs", params={"limit": 1}).json()
+    assert listed["count"] == 3 and len(listed["data"]) == 1
+    assert listed["tags"] == ["baseline", "hot"]
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [({"status": "done"}, "unknown state"), ({"sort": "colour"}, "sort"), ({"sweep": 0}, "sweep")],
+)
+def test_bad_list_parameters_are_422(client, params, says):
+    r = client.get("/api/runs", params=params)
+    assert r.status_code == 422 and says in r.text, r.text
+
+
+def test_tags_and_note_can_be_edited(client):
+    run = _run(client, tags=["a"])
+    r = client.patch(
+        f"/api/runs/{run['id']}", json={"tags": ["b", "c", "b"], "note": " lr too high "}
+    )
+    assert r.status_code == 200, r.text
+    got = client.get(f"/api/runs/{run['id']}").json()
+    assert got["tags"] == ["b", "c"] and got["note"] == "lr too high"
+    assert got["config"] == run["config"]  # the launched config is history: never rewritten
+    assert client.patch(f"/api/runs/{run['id']}", json={"note": ""}).json()["note"] is None
+    assert (
+        client.patch(f"/api/runs/{run['id']}", json={"name": "renamed"}).json()["name"] == "renamed"
+    )
+    for body, field in [
+        ({"tags": ["a,b"]}, "tags"),
+        ({"tags": [""]}, "tags"),
+        ({"note": "x" * 10_001}, "note"),
+        ({"name": ""}, "name"),
+        ({"status": "succeeded"}, "status"),
+    ]:
+        r = client.patch(f"/api/runs/{run['id']}", json=body)
+        assert r.status_code == 422 and field in r.json()["detail"][0]["loc"], r.text
+    assert client.patch("/api/runs/999", json={"note": "x"}).status_code == 404
+
+
+def test_a_sweep_queues_one_run_per_combination(client):
+    grid = {"temperature": [1, 2, 4], "alpha": [0.5, 0.9], "seed": [0, 1]}
+    r = client.post("/api/sweeps", json={"base": {**GOOD, "name": "grid"}, "grid": grid})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert len(body["runs"]) == 12 and body["sweep"]["runs"] == body["runs"]
+    assert "group=temperature" in body["compare_url"]
+    listed = client.get("/api/runs", params={"sweep": body["sweep"]["id"]}).json()
+    assert listed["count"] == 12
+    combos = {
+        (x["config"]["temperature"], x["config"]["alpha"], x["config"]["seed"])
+        for x in listed["data"]
+    }
+    assert combos == {(t, a, s) for t in (1, 2, 4) for a in (0.5, 0.9) for s in (0, 1)}
+    sweep_id = body["sweep"]["id"]
+    assert all(
+        x["sweep_id"] == sweep_id and f"sweep-{sweep_id}" in x["tags"] for x in listed["data"]
+    )
+    assert listed["sweeps"][str(sweep_id)]["name"] == "grid"
+    assert any(x["name"] == "grid · T=2 α=0.9 seed=1" for x in listed["data"])
+    assert client.get(f"/api/sweeps/{sweep_id}").json()["grid"] == grid
+    assert client.get("/api/sweeps/999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "says"),
+    [
+        ({"grid": {"temperature": [1, 0]}}, ["body", "grid", "temperature", 1], "greater than 0"),
+        ({"grid": {"alpha": [0.5, 0.5]}}, ["body", "grid", "alpha"], "each value once"),
+        ({"grid": {"divergence": ["kl"]}}, ["body", "grid", "divergence", 0], "forward_kl"),
+        ({"grid": {"colour": [1]}}, ["body", "grid", "colour"], "Extra inputs"),
+        (
+            {"grid": {"seed": list(range(16)), "temperature": [1, 2, 4, 8, 16]}},
+            ["body", "grid"],
+            "5 temperatures × 16 seeds = 80 runs; a sweep holds at most 64",
+        ),
+        ({"base": {**GOOD, "teacher": "nope"}, "grid": {}}, ["body", "base", "teacher"], "nope"),
+        ({"base": {**GOOD, "alpha": 2}, "grid": {}}, ["body", "base", "alpha"], "less than"),
+        (
+            {"base": {**GOOD, "teacher_cache_k": 8}, "grid": {"divergence": ["forward_kl", "jsd"]}},
+            ["body", "base", "teacher_cache_k"],
+            "(with jsd)",
+        ),
+    ],
+)
+def test_a_bad_sweep_is_422_naming_the_field_and_stores_nothing(client, body, loc, says):
+    r = client.post("/api/sweeps", json={"base": GOOD, **body})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert any(d["loc"] == loc and says in d["msg"] for d in detail), detail
+    assert client.get("/api/runs").json()["count"] == 0
+
+
+def test_checkpoints_a_student_can_be_inspected_at(client, env):
+    from backend.services.catalog import run_student_dir
+    from backend.settings import get_settings
+
+    run = _run(client)
+    settings = get_settings()
+    folder = settings.runs_dir / str(run["id"])
+    for step in (10, 20):
+        (folder / "checkpoints" / f"step-{step:08d}").mkdir(parents=True)
+        (folder / "checkpoints" / f"step-{step:08d}" / "config.json").write_text("{}")
+    got = client.get(f"/api/runs/{run['id']}/checkpoints").json()
+    assert got["steps"] == [10, 20] and got["final"] is False
+    assert run_student_dir(f"run:{run['id']}@10", settings).name == "step-00000010"
+    assert run_student_dir(f"run:{run['id']}", settings).name == "step-00000020"  # the latest
+    assert run_student_dir(f"run:{run['id']}@15", settings) is None
+    assert run_student_dir(f"run:{run['id']}@x", settings) is None
+    r = client.post(
+        "/api/inspect", json={"models": ["demo-teacher", f"run:{run['id']}@15"], "prompt": "the"}
+    )
+    assert r.status_code == 422 and "has no saved student" in r.text
