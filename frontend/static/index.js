@@ -1,4 +1,5 @@
-// Runs page: the launch form (presets, inline validation errors) and the live runs table.
+// Runs page: the launch form (presets, inline validation errors, the sweep builder) and the
+// live runs table (filters, sort, sweeps as groups, sparklines, tags and notes).
 "use strict";
 
 const FIELDS = [
@@ -131,33 +132,249 @@ function applyPreset(id) {
   document.getElementById("preset-description").textContent = p.description;
 }
 
-async function refreshRuns() {
-  const res = await api("/api/runs?limit=200");
-  if (!res.ok) return;
+// ---- The runs table: filters and sort (kept in the URL), sweeps as groups, sparklines, and
+// an inline editor for tags and the note.
+const view = { status: "", tag: "", q: "", sort: "-id" };
+const expanded = new Set();   // sweep ids shown open
+const sparks = {};            // run id -> { step, points }
+let editing = null;           // run id whose editor is open (the table then pauses refreshing)
+let lastList = null;
+
+function readView() {
+  const q = new URLSearchParams(window.location.search);
+  for (const k of Object.keys(view)) if (q.has(k)) view[k] = q.get(k);
+  document.getElementById("filter-status").value = view.status;
+  document.getElementById("filter-text").value = view.q;
+}
+
+function writeView() {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(view)) if (v && !(k === "sort" && v === "-id")) q.set(k, v);
+  history.replaceState(null, "", q.toString() ? `/?${q}` : "/");
+}
+
+function sparkline(points) {
+  // A tiny SVG line of the soft loss: shape at a glance, numbers in the next column.
+  const w = 90, h = 22, svgNs = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("width", w); svg.setAttribute("height", h); svg.setAttribute("class", "sparkline");
+  const pts = (points || []).filter((p) => p.value !== null && Number.isFinite(p.value));
+  if (pts.length < 2) return svg;
+  const x0 = pts[0].step, x1 = pts[pts.length - 1].step;
+  const ys = pts.map((p) => p.value), lo = Math.min(...ys), hi = Math.max(...ys);
+  const line = document.createElementNS(svgNs, "polyline");
+  line.setAttribute("points", pts.map((p) =>
+    `${((p.step - x0) / Math.max(x1 - x0, 1) * (w - 2) + 1).toFixed(1)},` +
+    `${(h - 2 - (p.value - lo) / Math.max(hi - lo, 1e-12) * (h - 4)).toFixed(1)}`).join(" "));
+  svg.append(line);
+  svg.dataset.points = String(pts.length);
+  return svg;
+}
+
+async function loadSparks(runs) {
+  // Only runs whose series changed since the last fetch: ended runs are fetched once.
+  const stale = runs.filter((r) => !sparks[r.id] || sparks[r.id].step !== r.step).map((r) => r.id);
+  for (let i = 0; i < stale.length; i += 50) {
+    const ids = stale.slice(i, i + 50);
+    const res = await api(`/api/metrics?runs=${ids.join(",")}&keys=train/soft_loss,train/hard_loss&max_points=60`);
+    if (!res.ok) return;
+    for (const id of ids) {
+      const m = res.body.runs[String(id)] || {};
+      const run = runs.find((r) => r.id === id);
+      const soft = m["train/soft_loss"] || [];
+      // A labels-only run (α = 0) has no teacher term worth drawing: its hard loss is.
+      sparks[id] = { step: run.step, points: soft.length && run.config.alpha > 0 ? soft : (m["train/hard_loss"] || soft) };
+    }
+  }
+}
+
+function runRow(r) {
+  const c = r.config;
+  const tr = el("tr", { class: "run-row", dataset: { runId: r.id } });
+  if (r.sweep_id) tr.classList.add("in-sweep");
+  const box = el("input", { type: "checkbox", class: "select-run", value: r.id, "aria-label": `select run ${r.id}` });
+  box.checked = selected.has(r.id);
+  box.addEventListener("change", () => { box.checked ? selected.add(r.id) : selected.delete(r.id); updateCompare(); });
+  const name = el("td", { class: "run-name" });
+  name.append(el("a", { href: `/runs/${r.id}` }, r.name));
+  for (const t of r.tags) name.append(" ", el("span", { class: "tag" }, t));
+  if (r.note) name.append(el("div", { class: "note", title: r.note }, r.note));
+  const progress = el("td");
+  progress.append(el("progress", { max: r.total_steps, value: r.step }), el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
+  const status = el("td");
+  status.append(statusBadge(r.status));
+  const spark = el("td", { class: "spark" });
+  spark.append(sparkline(sparks[r.id] && sparks[r.id].points));
+  const edit = el("button", { type: "button", class: "link edit-run", title: "edit tags and note", "aria-label": `edit run ${r.id}` }, "edit");
+  edit.addEventListener("click", () => openEditor(r));
+  const pick = el("td"); pick.append(box);
+  const actions = el("td"); actions.append(edit);
+  tr.append(pick, el("td", {}, r.id), name, status, progress, el("td", {}, `${c.teacher} → ${c.student}`),
+            el("td", {}, fmt(c.temperature)), el("td", {}, fmt(c.alpha)), el("td", {}, c.divergence),
+            el("td", { class: "num" }, fmt(r.latest["train/soft_loss"])), spark,
+            el("td", { class: "num" }, fmt(r.latest["train/hard_loss"])), actions);
+  tr.addEventListener("click", (e) => {
+    if (!["A", "INPUT", "BUTTON"].includes(e.target.tagName)) window.location.href = `/runs/${r.id}`;
+  });
+  return tr;
+}
+
+function sweepRow(sweep, members) {
+  const counts = {};
+  for (const r of members) counts[r.status] = (counts[r.status] || 0) + 1;
+  const open = expanded.has(sweep.id);
+  const tr = el("tr", { class: "sweep-row", dataset: { sweepId: sweep.id } });
+  const box = el("input", { type: "checkbox", class: "select-sweep", "aria-label": `select sweep ${sweep.id}` });
+  box.checked = members.every((r) => selected.has(r.id));
+  box.addEventListener("change", () => {
+    for (const r of members) box.checked ? selected.add(r.id) : selected.delete(r.id);
+    updateCompare(); render();
+  });
+  const toggle = el("button", { type: "button", class: "link sweep-toggle", "aria-expanded": open ? "true" : "false" },
+                    `${open ? "▾" : "▸"} sweep #${sweep.id}`);
+  toggle.addEventListener("click", () => { open ? expanded.delete(sweep.id) : expanded.add(sweep.id); render(); });
+  const cell = el("td", { colspan: 11 });
+  const grid = Object.entries(sweep.grid).map(([k, v]) => `${k} ∈ {${v.join(", ")}}`).join(" × ");
+  const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
+  const compare = el("a", { class: "button-link", href: `/compare?runs=${[...sweep.runs].join(",")}` }, "compare");
+  cell.append(toggle, " ", el("b", {}, sweep.name), el("span", { class: "hint" }, ` · ${sweep.runs.length} runs (${summary}) · ${grid} `), compare);
+  const pick = el("td"); pick.append(box);
+  tr.append(pick, cell, el("td"));
+  return tr;
+}
+
+function render() {
+  if (!lastList || editing !== null) return;
+  const body = lastList;
   const tbody = document.querySelector("#runs-table tbody");
   tbody.replaceChildren();
-  for (const r of res.body.data) {
-    const c = r.config;
-    const tr = el("tr", { class: "run-row", dataset: { runId: r.id } });
-    const link = el("a", { href: `/runs/${r.id}` }, r.name);
-    const progress = el("progress", { max: r.total_steps, value: r.step });
-    const box = el("input", { type: "checkbox", class: "select-run", value: r.id,
-                              "aria-label": `select run ${r.id}` });
-    box.checked = selected.has(r.id);
-    box.addEventListener("change", () => { box.checked ? selected.add(r.id) : selected.delete(r.id); updateCompare(); });
-    const pick = el("td");
-    pick.append(box);
-    tr.append(pick, el("td", {}, r.id), el("td"), el("td"), el("td"), el("td", {}, `${c.teacher} → ${c.student}`),
-              el("td", {}, fmt(c.temperature)), el("td", {}, fmt(c.alpha)),
-              el("td", { class: "num" }, fmt(r.latest["train/soft_loss"])),
-              el("td", { class: "num" }, fmt(r.latest["train/hard_loss"])));
-    tr.children[2].append(link);
-    tr.children[3].append(statusBadge(r.status));
-    tr.children[4].append(progress, el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
-    tr.addEventListener("click", (e) => { if (!["A", "INPUT"].includes(e.target.tagName)) window.location.href = `/runs/${r.id}`; });
-    tbody.append(tr);
+  const seen = new Set();
+  for (const r of body.data) {
+    if (!r.sweep_id) { tbody.append(runRow(r)); continue; }
+    if (seen.has(r.sweep_id)) continue;  // a sweep's rows go together, where its first one sorts
+    seen.add(r.sweep_id);
+    const members = body.data.filter((x) => x.sweep_id === r.sweep_id);
+    tbody.append(sweepRow(body.sweeps[r.sweep_id], members));
+    if (expanded.has(r.sweep_id)) for (const m of members) tbody.append(runRow(m));
   }
-  document.getElementById("no-runs").hidden = res.body.count > 0;
+  for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
+    const key = th.dataset.sort;
+    th.classList.toggle("sorted", view.sort.replace("-", "") === key);
+    th.dataset.dir = view.sort === key ? "asc" : view.sort === `-${key}` ? "desc" : "";
+  }
+  const filtered = view.status || view.tag || view.q;
+  document.getElementById("runs-count").textContent = `${body.count} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}`;
+  document.getElementById("no-runs").hidden = body.count > 0 || filtered;
+}
+
+function fillTags(tags) {
+  const select = document.getElementById("filter-tag");
+  const have = [...select.options].map((o) => o.value).slice(1);
+  if (have.join("\n") === tags.join("\n")) return;
+  select.replaceChildren(el("option", { value: "" }, "any"), ...tags.map((t) => el("option", { value: t }, t)));
+  select.value = tags.includes(view.tag) ? view.tag : "";
+}
+
+async function refreshRuns() {
+  const q = new URLSearchParams({ limit: "500", sort: view.sort });
+  if (view.status) q.set("status", view.status);
+  if (view.tag) q.set("tag", view.tag);
+  if (view.q) q.set("q", view.q);
+  const res = await api(`/api/runs?${q}`);
+  if (!res.ok) return;
+  fillTags(res.body.tags);
+  await loadSparks(res.body.data);
+  lastList = res.body;
+  render();
+}
+
+function openEditor(r) {
+  editing = r.id;
+  const row = document.querySelector(`tr.run-row[data-run-id="${r.id}"]`);
+  const tr = el("tr", { class: "editor-row" });
+  const cell = el("td", { colspan: 13 });
+  const tags = el("input", { id: "edit-tags", autocomplete: "off", "aria-label": "tags" });
+  tags.value = r.tags.join(", ");
+  const note = el("textarea", { id: "edit-note", rows: 2, "aria-label": "note" });
+  note.value = r.note || "";
+  const error = el("p", { class: "form-error", id: "edit-error", role: "alert" });
+  const save = el("button", { type: "button", id: "edit-save" }, "Save");
+  const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
+  cell.append(el("label", { class: "edit-field" }, "tags (comma-separated) "), tags,
+              el("label", { class: "edit-field" }, " note "), note, save, " ", cancel, error);
+  tr.append(cell);
+  row.after(tr);
+  tags.focus();
+  const close = () => { editing = null; refreshRuns(); };
+  cancel.addEventListener("click", close);
+  save.addEventListener("click", async () => {
+    const body = { tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean), note: note.value };
+    const res = await api(`/api/runs/${r.id}`, { method: "PATCH", body: JSON.stringify(body) });
+    if (res.ok) close();
+    else error.textContent = (res.body && Array.isArray(res.body.detail))
+      ? res.body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("\n") : `HTTP ${res.status}`;
+  });
+}
+
+function bindFilters() {
+  let typing = null;
+  document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; writeView(); refreshRuns(); });
+  document.getElementById("filter-tag").addEventListener("change", (e) => { view.tag = e.target.value; writeView(); refreshRuns(); });
+  document.getElementById("filter-text").addEventListener("input", (e) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { view.q = e.target.value.trim(); writeView(); refreshRuns(); }, 250);
+  });
+  for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
+    th.addEventListener("click", () => {
+      const key = th.dataset.sort;
+      // Numbers and dates start descending (newest, highest) on the first click.
+      const first = ["name", "status", "temperature", "alpha", "soft", "hard"].includes(key) ? key : `-${key}`;
+      view.sort = view.sort === first ? (first.startsWith("-") ? key : `-${key}`) : first;
+      writeView();
+      refreshRuns();
+    });
+  }
+}
+
+// ---- The sweep builder: lists of T, α, divergence and seed over the form's config.
+function listOf(id) {
+  return document.getElementById(id).value.split(",").map((t) => t.trim()).filter(Boolean)
+    .map((t) => (Number.isNaN(Number(t)) ? t : Number(t)));
+}
+
+function sweepBody() {
+  const grid = {};
+  for (const k of ["temperature", "alpha", "seed"]) { const v = listOf(`s-${k}`); if (v.length) grid[k] = v; }
+  const divs = [...document.querySelectorAll(".s-divergence:checked")].map((b) => b.value);
+  if (divs.length) grid.divergence = divs;
+  return { base: readForm(), grid };
+}
+
+function updateSweepCount() {
+  const { grid } = sweepBody();
+  const n = Object.values(grid).reduce((a, v) => a * v.length, 1);
+  document.getElementById("sweep-button").textContent = `Launch sweep (${n} run${n === 1 ? "" : "s"})`;
+}
+
+async function launchSweep() {
+  clearErrors();
+  document.querySelectorAll("[id^=serr-]").forEach((n) => (n.textContent = ""));
+  document.getElementById("sweep-error").textContent = "";
+  const general = [];
+  const res = await api("/api/sweeps", { method: "POST", body: JSON.stringify(sweepBody()) });
+  if (res.status === 201) { window.location.href = res.body.compare_url; return; }
+  const detail = res.body && res.body.detail;
+  for (const err of Array.isArray(detail) ? detail : [{ loc: [], msg: String(detail || `HTTP ${res.status}`) }]) {
+    const [, part, field] = err.loc || [];
+    if (part === "base" && field !== undefined) {
+      // The base is the form above: the message goes next to its field there.
+      if (document.getElementById(`err-${field}`)) { showErrors([{ loc: ["body", field], msg: err.msg }]); continue; }
+    }
+    const slot = part === "grid" && field !== undefined && document.getElementById(`serr-${field}`);
+    if (slot) slot.textContent = err.msg;
+    else general.push(`${(err.loc || []).slice(1).join(".")}: ${err.msg}`);
+  }
+  document.getElementById("sweep-error").textContent = general.join("\n");
 }
 
 document.getElementById("compare-button").addEventListener("click", () => {
@@ -171,6 +388,11 @@ document.getElementById("experiment-button").addEventListener("click", async () 
 });
 buildForm();
 document.getElementById("launch-form").addEventListener("submit", launch);
+document.getElementById("sweep-button").addEventListener("click", launchSweep);
+for (const node of document.querySelectorAll("#sweep-builder input")) node.addEventListener("input", updateSweepCount);
+updateSweepCount();
+readView();
+bindFilters();
 loadCatalog();
 refreshRuns();
-setInterval(refreshRuns, 2000);
+setInterval(() => { if (!document.hidden) refreshRuns(); }, 2000);
