@@ -135,3 +135,72 @@ def test_sweep_builder_launches_one_run_per_combination(browser, stack):
     assert "group=temperature" in page.url
     page.wait_for_selector("#cmp-train-soft_loss .main-svg")
     assert not errors, errors
+
+
+def test_run_page_explains_with_its_numbers_and_a_click_opens_the_inspector(browser, stack):
+    from urllib.parse import parse_qs, urlparse
+
+    stack.start_worker("inspect")
+    body = {
+        **BASE,
+        "name": "explained",
+        "max_steps": 20,
+        "alpha": 0.7,
+        "temperature": 3.0,
+        "checkpoint_interval": 5,
+        "keep_checkpoints": 1,
+        "eval_interval": 10,
+    }
+    run = httpx.post(f"{stack.url}/api/runs", json=body).json()
+    assert stack.wait_for_status(run["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    # Checkpoints pruned by keep_checkpoints stay inspectable (weights only); step 20 is the
+    # final student.
+    ckpts = httpx.get(f"{stack.url}/api/runs/{run['id']}/checkpoints").json()
+    assert ckpts["steps"] == [5, 10, 15] and ckpts["final"] is True and ckpts["final_step"] == 20
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{stack.url}/runs/{run['id']}")
+    page.wait_for_function(
+        "() => { const d = document.getElementById('chart-losses').data;"
+        " return d && d[0].x.length === 20 }",
+        timeout=10_000,
+    )
+    # The explainer writes the loss with this run's own α, T and latest values.
+    formula = page.text_content("#why-formula")
+    soft, hard = page.evaluate(
+        "[fmt(run.latest['train/soft_loss']), fmt(run.latest['train/hard_loss'])]"
+    )
+    assert f"0.7 · {soft} + 0.3 · {hard}" in formula and "T² = 9" in formula
+    assert "KL(teacher_T ‖ student_T)" in formula
+    assert "at T with the teacher at T" in page.text_content("#why-same-t")
+    assert "9× less" in page.text_content("#why-t2")
+    # A real click on the soft-loss point at step 7 opens the inspector at checkpoint 5.
+    x, y = page.evaluate(
+        """() => { const gd = document.getElementById('chart-losses');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.getBoundingClientRect(), y = gd.data[0].y[gd.data[0].x.indexOf(7)];
+        return [box.left + xa._offset + xa.l2p(7), box.top + ya._offset + ya.l2p(y)]; }"""
+    )
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+    page.wait_for_url("**/inspect?*")
+    models = parse_qs(urlparse(page.url).query)["models"][0]
+    assert models == f"demo-teacher,run:{run['id']}@5"
+    page.wait_for_selector("#bars-0 .main-svg", timeout=90_000)
+    names = page.evaluate("document.getElementById('bars-0').data.map(t => t.name)")
+    assert names[:2] == ["demo-teacher", f"run:{run['id']}@5"]
+    # Tags and a note from the run page.
+    page.goto(f"{stack.url}/runs/{run['id']}")
+    page.click("#edit-meta")
+    page.fill("#meta-tags", "explained, t3")
+    page.fill("#meta-note", "soft loss flattens after step 10")
+    page.click("#meta-save")
+    page.wait_for_function(
+        "document.getElementById('run-note').textContent === 'soft loss flattens after step 10'"
+    )
+    assert page.eval_on_selector_all("#run-tags .tag", "ts => ts.map(t => t.textContent)") == [
+        "explained",
+        "t3",
+    ]
+    assert not errors, errors

@@ -64,14 +64,15 @@ function drawCharts() {
     box.append(card);
     return div;
   });
-  KEYS.forEach(([key, title], ki) => {
+  // Resolves once every chart is drawn (init marks the page ready on it).
+  return Promise.all(KEYS.map(([key, title], ki) => {
     const traces = state.group ? groupTraces(key) : runTraces(key);
-    Plotly.newPlot(divs[ki], traces, {
+    return Plotly.newPlot(divs[ki], traces, {
       title: { text: title, font: { size: 14 } }, height: 320, margin: { l: 55, r: 10, t: 40, b: 80 },
       xaxis: { title: { text: { step: "step", time: "wall time (s)", tokens: "tokens seen" }[state.x] } },
       yaxis: { type: state.logy ? "log" : "linear" }, legend: { orientation: "h", y: -0.3 },
     }, { responsive: true, displaylogo: false });
-  });
+  }));
 }
 
 function runTraces(key) {
@@ -84,7 +85,9 @@ function runTraces(key) {
       traces.push({ x, y, mode: "lines", name: `${label(run)} (raw)`, showlegend: false,
                     line: { color, width: 1 }, opacity: 0.25, hoverinfo: "skip" });
     }
-    traces.push({ x, y: smoothed, mode: key.startsWith("eval/") ? "lines+markers" : "lines",
+    // Markers only on short series: each one is an SVG node, thousands make the draw slow.
+    const markers = key.startsWith("eval/") && pts.length <= 200;
+    traces.push({ x, y: smoothed, mode: markers ? "lines+markers" : "lines",
                   name: label(run), line: { color, width: 2 } });
   });
   return traces;
@@ -99,24 +102,33 @@ function groupTraces(key) {
   }
   const traces = [];
   [...groups.entries()].forEach(([g, members], i) => {
-    const byStep = new Map();
-    for (const run of members) {
+    const band = bandStats(members.map((run) => {
       const pts = (metrics[run.id] || {})[key] || [];
       const ys = key.startsWith("eval/") ? pts.map((p) => p.value) : smoothEma(pts.map((p) => p.value), state.smooth);
-      const xv = xs(run, pts);
-      pts.forEach((p, j) => { if (ys[j] !== null) { if (!byStep.has(xv[j])) byStep.set(xv[j], []); byStep.get(xv[j]).push(ys[j]); } });
-    }
-    const x = [...byStep.keys()].sort((a, b) => a - b);
-    const vals = x.map((s) => byStep.get(s));
+      return { x: xs(run, pts), y: ys };
+    }));
     const color = COLORS[i % COLORS.length];
     const value = JSON.parse(g);
     const name = state.group === "name" ? `${value} (${members.length})` : `${state.group} = ${value} (${members.length})`;
-    traces.push({ x, y: vals.map((v) => Math.min(...v)), mode: "lines", line: { width: 0, color }, showlegend: false, hoverinfo: "skip" });
-    traces.push({ x, y: vals.map((v) => Math.max(...v)), mode: "lines", line: { width: 0, color }, fill: "tonexty",
+    traces.push({ x: band.x, y: band.min, mode: "lines", line: { width: 0, color }, showlegend: false, hoverinfo: "skip" });
+    traces.push({ x: band.x, y: band.max, mode: "lines", line: { width: 0, color }, fill: "tonexty",
                   fillcolor: hexToRgba(color, 0.2), showlegend: false, hoverinfo: "skip" });
-    traces.push({ x, y: vals.map((v) => v.reduce((a, b) => a + b, 0) / v.length), mode: "lines", name, line: { color, width: 2 } });
+    traces.push({ x: band.x, y: band.mean, mode: "lines", name, line: { color, width: 2 } });
   });
   return traces;
+}
+
+// A group's band: per x where any member has a value (null is a gap), the members' mean, min
+// and max, in x order. Series may differ in length and in which x they hold.
+function bandStats(seriesList) {
+  const byX = new Map();
+  for (const { x, y } of seriesList) {
+    y.forEach((v, j) => { if (v !== null) { if (!byX.has(x[j])) byX.set(x[j], []); byX.get(x[j]).push(v); } });
+  }
+  const xsorted = [...byX.keys()].sort((a, b) => a - b);
+  const vals = xsorted.map((s) => byX.get(s));
+  return { x: xsorted, mean: vals.map((v) => v.reduce((a, b) => a + b, 0) / v.length),
+           min: vals.map((v) => Math.min(...v)), max: vals.map((v) => Math.max(...v)) };
 }
 
 function hexToRgba(hex, a) {
@@ -168,9 +180,10 @@ function drawConfig() {
 function redraw() {
   writeUrl();
   document.getElementById("smooth-value").textContent = state.smooth.toFixed(2);
-  drawCharts();
+  const drawn = drawCharts();
   drawSummary();
   drawConfig();
+  return drawn;
 }
 
 const ENDED = ["succeeded", "failed", "cancelled", "lost"];
@@ -270,7 +283,8 @@ async function init() {
   const diff = document.getElementById("diff-only");
   diff.checked = state.diff;
   diff.addEventListener("change", () => { state.diff = diff.checked; redraw(); });
-  redraw();
+  await redraw();
+  document.body.dataset.ready = "1";  // first full draw done: tests and bench/compare_page.py wait on it
   // Runs still going (e.g. the built-in experiment): refresh until every one has ended.
   const timer = setInterval(async () => {
     if (runs.every((r) => ENDED.includes(r.status))) { clearInterval(timer); return; }

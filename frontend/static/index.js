@@ -134,7 +134,7 @@ function applyPreset(id) {
 
 // ---- The runs table: filters and sort (kept in the URL), sweeps as groups, sparklines, and
 // an inline editor for tags and the note.
-const view = { status: "", tag: "", q: "", sort: "-id" };
+const view = { status: "", tag: "", q: "", sort: "-id", sweep: "" };
 const expanded = new Set();   // sweep ids shown open
 const sparks = {};            // run id -> { step, points }
 let editing = null;           // run id whose editor is open (the table then pauses refreshing)
@@ -143,6 +143,7 @@ let lastList = null;
 function readView() {
   const q = new URLSearchParams(window.location.search);
   for (const k of Object.keys(view)) if (q.has(k)) view[k] = q.get(k);
+  if (view.sweep) expanded.add(Number(view.sweep));  // opened from a run page: show its sweep
   document.getElementById("filter-status").value = view.status;
   document.getElementById("filter-text").value = view.q;
 }
@@ -262,7 +263,10 @@ function render() {
     th.classList.toggle("sorted", view.sort.replace("-", "") === key);
     th.dataset.dir = view.sort === key ? "asc" : view.sort === `-${key}` ? "desc" : "";
   }
-  const filtered = view.status || view.tag || view.q;
+  const filtered = view.status || view.tag || view.q || view.sweep;
+  const chip = document.getElementById("sweep-filter");
+  chip.hidden = !view.sweep;
+  chip.firstChild.textContent = `sweep #${view.sweep} only `;
   document.getElementById("runs-count").textContent = `${body.count} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}`;
   document.getElementById("no-runs").hidden = body.count > 0 || filtered;
 }
@@ -280,6 +284,7 @@ async function refreshRuns() {
   if (view.status) q.set("status", view.status);
   if (view.tag) q.set("tag", view.tag);
   if (view.q) q.set("q", view.q);
+  if (view.sweep) q.set("sweep", view.sweep);
   const res = await api(`/api/runs?${q}`);
   if (!res.ok) return;
   fillTags(res.body.tags);
@@ -318,6 +323,7 @@ function openEditor(r) {
 
 function bindFilters() {
   let typing = null;
+  document.getElementById("clear-sweep").addEventListener("click", () => { view.sweep = ""; writeView(); refreshRuns(); });
   document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; writeView(); refreshRuns(); });
   document.getElementById("filter-tag").addEventListener("change", (e) => { view.tag = e.target.value; writeView(); refreshRuns(); });
   document.getElementById("filter-text").addEventListener("input", (e) => {

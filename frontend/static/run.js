@@ -95,19 +95,109 @@ function renderRun() {
   const err = document.getElementById("run-error");
   err.hidden = !run.error;
   err.textContent = run.error ? `This run ${run.status === "lost" ? "was lost" : "failed"}: ${run.error}` : "";
+  renderExplainer();
+  renderMeta();
   const c = run.config;
-  const soft = run.latest["train/soft_loss"], hard = run.latest["train/hard_loss"];
-  document.getElementById("explainer").textContent =
-    `total = α·soft + (1−α)·hard = ${fmt(c.alpha)}·${fmt(soft)} + ${fmt(1 - c.alpha)}·${fmt(hard)}. ` +
-    `The soft loss compares the student at T = ${fmt(c.temperature)} with the teacher at the same T ` +
-    `(${c.divergence}), scaled by T² so its gradient keeps its size as T changes; ` +
-    `the hard loss compares the student at T = 1 with the data's labels.`;
   const tbody = document.querySelector("#config-table tbody");
   tbody.replaceChildren();
   for (const [k, v] of Object.entries(c)) {
     tbody.append(el("tr", {}, null));
     tbody.lastChild.append(el("th", {}, k), el("td", {}, Array.isArray(v) ? v.join(", ") : v));
   }
+}
+
+const DIVERGENCE = {
+  forward_kl: "KL(teacher_T ‖ student_T)",
+  reverse_kl: "KL(student_T ‖ teacher_T)",
+  jsd: "JSD_β(teacher_T, student_T)",
+};
+
+function renderExplainer() {
+  // Every sentence uses this run's own numbers: α, T and the latest soft and hard losses.
+  const c = run.config, T = c.temperature, a = c.alpha;
+  const soft = run.latest["train/soft_loss"], hard = run.latest["train/hard_loss"];
+  const has = soft !== undefined && soft !== null && hard !== undefined && hard !== null;
+  const total = has ? a * soft + (1 - a) * hard : null;
+  document.getElementById("explainer").textContent = a === 0
+    ? `α = 0: this run learns from the labels alone (plain fine-tuning); the teacher's soft loss is ` +
+      `logged for comparison but carries no weight. It is the baseline distillation has to beat.`
+    : `The student learns from two signals at once: the teacher's softened next-token distribution ` +
+      `(soft loss, weight α = ${fmt(a)}) and the data's labels (hard loss, weight 1 − α = ${fmt(1 - a)}).`;
+  document.getElementById("why-formula").textContent =
+    `loss = α · T² · ${DIVERGENCE[c.divergence] || c.divergence} + (1 − α) · CE(student_1, label)` +
+    (has ? `\n     = ${fmt(a)} · ${fmt(soft)} + ${fmt(1 - a)} · ${fmt(hard)} = ${fmt(total)}` +
+           `   (step ${run.step}; “soft” is already multiplied by T² = ${fmt(T * T)})` : "\n(numbers appear with the first step)");
+  document.getElementById("why-same-t").textContent =
+    `The soft loss divides both models' logits by the same T = ${fmt(T)}: it compares the student ` +
+    `at T with the teacher at T, and so asks the student's logits to match the teacher's shape. It ` +
+    `does not compare the student at T with itself at T = 1, and the hard loss stays at T = 1: ` +
+    `after training the student is used at T = 1.`;
+  document.getElementById("why-t2").textContent =
+    `Dividing the logits by T shrinks the soft loss's gradients with respect to them by about 1/T²` +
+    ` (Hinton et al., 2015). Multiplying by T² = ${fmt(T * T)} undoes that, so that α keeps the same ` +
+    `meaning at any T: without it, at T = ${fmt(T)} the teacher's term would weigh ` +
+    `${T === 1 ? "the same" : `${fmt(T * T)}× less`} than α says.`;
+  document.getElementById("why-soften").textContent =
+    `A well-trained teacher is confident: at T = 1 its top token often holds nearly all the mass, ` +
+    `and the distribution then says little more than the label does. Dividing by T > 1 lifts the ` +
+    `runner-ups, showing which wrong tokens the teacher thinks are nearly right — the “dark ` +
+    `knowledge” a label cannot carry. Too high a T flattens everything towards uniform. See it on a ` +
+    `prompt in the inspector, for this run's student and its teacher.`;
+}
+
+function renderMeta() {
+  const tags = document.getElementById("run-tags");
+  tags.replaceChildren(...run.tags.map((t) => el("span", { class: "tag" }, t)));
+  const sweep = document.getElementById("run-sweep");
+  sweep.replaceChildren();
+  if (run.sweep_id) sweep.append(el("a", { href: `/?sweep=${run.sweep_id}` }, `part of sweep #${run.sweep_id}`));
+  document.getElementById("run-note").textContent = run.note || "";
+}
+
+function bindMeta() {
+  const editor = document.getElementById("meta-editor");
+  document.getElementById("edit-meta").addEventListener("click", () => {
+    document.getElementById("meta-tags").value = run.tags.join(", ");
+    document.getElementById("meta-note").value = run.note || "";
+    editor.hidden = false;
+  });
+  document.getElementById("meta-cancel").addEventListener("click", () => { editor.hidden = true; });
+  document.getElementById("meta-save").addEventListener("click", async () => {
+    const body = { tags: document.getElementById("meta-tags").value.split(",").map((t) => t.trim()).filter(Boolean),
+                   note: document.getElementById("meta-note").value };
+    const res = await api(`/api/runs/${RUN_ID}`, { method: "PATCH", body: JSON.stringify(body) });
+    if (!res.ok) {
+      document.getElementById("meta-error").textContent = Array.isArray(res.body && res.body.detail)
+        ? res.body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("\n") : `HTTP ${res.status}`;
+      return;
+    }
+    editor.hidden = true;
+    document.getElementById("meta-error").textContent = "";
+    run = res.body;
+    renderRun();
+  });
+}
+
+function nearestStudent(step, ckpts) {
+  // The saved student closest to a step: a checkpoint (run:<id>@<step>) or the final one.
+  const options = ckpts.steps.map((s) => ({ step: s, spec: `run:${RUN_ID}@${s}` }));
+  if (ckpts.final && !ckpts.steps.includes(ckpts.final_step)) options.push({ step: ckpts.final_step, spec: `run:${RUN_ID}` });
+  let best = null;
+  for (const o of options) if (!best || Math.abs(o.step - step) < Math.abs(best.step - step)) best = o;
+  return best;
+}
+
+async function openInspectorAt(step) {
+  const res = await api(`/api/runs/${RUN_ID}/checkpoints`);
+  const best = res.ok ? nearestStudent(step, res.body) : null;
+  if (!best) {
+    document.getElementById("click-error").textContent =
+      `No checkpoint of this run is saved yet (one is written every ${run.config.checkpoint_interval || run.config.eval_interval} steps).`;
+    return;
+  }
+  const temps = [...new Set([1, run.config.temperature, 4])].sort((x, y) => x - y);
+  const q = new URLSearchParams({ models: `${run.config.teacher},${best.spec}`, temperatures: temps.join(", ") });
+  window.location.href = `/inspect?${q}`;
 }
 
 async function cancelRun() {
@@ -167,9 +257,14 @@ document.getElementById("cancel-button").addEventListener("click", cancelRun);
 document.getElementById("download-csv").addEventListener("click", () => download("csv"));
 document.getElementById("download-json").addEventListener("click", () => download("json"));
 
+bindMeta();
+
 (async () => {
   if (!(await refreshRun())) return;
   initCharts();
+  document.getElementById("chart-losses").on("plotly_click", (ev) => {
+    if (ev.points && ev.points.length) openInspectorAt(ev.points[0].x);
+  });
   stream();
   setInterval(() => { if (run && !["succeeded", "failed", "cancelled", "lost"].includes(run.status)) refreshRun(); }, 2000);
 })();
