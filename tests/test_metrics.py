@@ -92,3 +92,17 @@ def test_compare_endpoint_returns_several_runs(client, long_run):
     assert 100 < len(series) <= 500
     assert client.get("/api/metrics", params={"runs": "x"}).status_code == 422
     assert client.get("/api/metrics", params={"runs": "9999"}).status_code == 404
+
+
+def test_compare_endpoint_in_columns_holds_the_same_points(client, long_run):
+    run_id, _ = long_run
+    params = {"runs": str(run_id), "keys": "train/loss", "max_points": 300}
+    points = client.get("/api/metrics", params=params).json()["runs"][str(run_id)]["train/loss"]
+    cols = client.get("/api/metrics", params={**params, "format": "columns"}).json()
+    cols = cols["runs"][str(run_id)]["train/loss"]
+    assert cols["step"] == [p["step"] for p in points]
+    assert cols["value"] == [p["value"] for p in points]
+    assert cols["time"] == pytest.approx([p["time"] for p in points], abs=1e-3)
+    assert "flag" not in cols  # every point here is finite
+    bad = client.get("/api/metrics", params={**params, "format": "csv"})
+    assert bad.status_code == 422 and "format" in bad.text

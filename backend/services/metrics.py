@@ -175,8 +175,19 @@ def series(
     out += _extremes(head)
     if head and head[0] not in out:  # the range's first point too: the line starts there
         out.insert(0, head[0])
+    r = MetricRollup
     q = (
-        select(MetricRollup)
+        select(
+            r.min_step,
+            r.min_value,
+            r.min_time,
+            r.max_step,
+            r.max_value,
+            r.max_time,
+            r.last_step,
+            r.last_value,
+            r.last_time,
+        )
         .where(
             MetricRollup.run_id == run_id,
             MetricRollup.key == key,
@@ -186,12 +197,8 @@ def series(
         )
         .order_by(MetricRollup.bucket)
     )
-    for r in session.scalars(q):
-        pts = {
-            (r.min_step, r.min_value, r.min_time),
-            (r.max_step, r.max_value, r.max_time),
-            (r.last_step, r.last_value, r.last_time),
-        }
+    for s1, v1, t1, s2, v2, t2, s3, v3, t3 in session.execute(q):  # plain rows: no ORM objects
+        pts = {(s1, v1, t1), (s2, v2, t2), (s3, v3, t3)}
         out += [{"step": s, "value": v, "time": t, "flag": None} for s, v, t in sorted(pts)]
     out += _extremes(_raw(session, run_id, key, (last_full + 1) * width, end))
     if len(out) > max_points:  # only when even the coarsest level has too many buckets
@@ -238,3 +245,16 @@ def read_metrics(
         hi = min(found[1], end_step) if end_step is not None else found[1]
         out[key] = series(session, run_id=run_id, key=key, start=lo, end=hi, max_points=max_points)
     return dict(out)
+
+
+def as_columns(points: list[Point]) -> dict[str, list]:
+    """One series as parallel lists (a third of the JSON of a list of objects): step, value,
+    time (to the millisecond) and, only when some point is not finite, flag."""
+    out = {
+        "step": [p["step"] for p in points],
+        "value": [p["value"] for p in points],
+        "time": [round(p["time"], 3) for p in points],
+    }
+    if any(p["flag"] for p in points):
+        out["flag"] = [p["flag"] for p in points]
+    return out

@@ -194,8 +194,14 @@ async function load() {
   document.getElementById("compare-title").textContent = `Compare ${runs.length} runs`;
   const keys = KEYS.map((k) => k[0]).join(",");
   if (runs.length) {
-    const res = await api(`/api/metrics?runs=${runs.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys)}&max_points=2000`);
-    metrics = res.body.runs;
+    const res = await api(`/api/metrics?runs=${runs.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys)}&max_points=1000&format=columns`);
+    metrics = {};
+    for (const [id, byKey] of Object.entries(res.body.runs)) {
+      metrics[id] = {};
+      for (const [key, c] of Object.entries(byKey)) {
+        metrics[id][key] = c.step.map((step, i) => ({ step, value: c.value[i], time: c.time[i], flag: c.flag ? c.flag[i] : null }));
+      }
+    }
   }
   if (new URLSearchParams(window.location.search).has("experiment")) drawExperiment();
 }

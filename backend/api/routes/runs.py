@@ -26,7 +26,7 @@ from backend.schemas import (
 from backend.services import catalog
 from backend.services import runs as service
 from backend.services import sweeps as sweep_service
-from backend.services.metrics import read_metrics
+from backend.services.metrics import as_columns, read_metrics
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 ALL_STATES = {RunStatus.QUEUED, RunStatus.RUNNING, *RunStatus.TERMINAL}
@@ -248,8 +248,13 @@ def compare_metrics(
     start_step: int | None = Query(None, ge=0),
     end_step: int | None = Query(None, ge=0),
     max_points: int | None = MaxPointsQuery,
+    format: Literal["points", "columns"] = Query(
+        "points",
+        description="points: a list of {step, value, time, flag} per key; columns: parallel "
+        "lists {step: [], value: [], time: [], flag: [] (only when a point is not finite)}.",
+    ),
 ) -> JSONResponse:
-    """Several runs' series at once (the compare view): {"runs": {id: {key: points}}}."""
+    """Several runs' series at once (the compare view): {"runs": {id: {key: series}}}."""
     try:
         ids = [int(r) for r in _split(runs) or []]
     except ValueError:
@@ -259,7 +264,7 @@ def compare_metrics(
     out = {}
     for run_id in ids:
         _get_or_404(session, run_id)
-        out[str(run_id)] = read_metrics(
+        data = read_metrics(
             session,
             run_id=run_id,
             keys=_split(keys),
@@ -267,6 +272,9 @@ def compare_metrics(
             end_step=end_step,
             max_points=max_points,
         )
+        if format == "columns":
+            data = {key: as_columns(points) for key, points in data.items()}
+        out[str(run_id)] = data
     return JSONResponse({"runs": out})
 
 
