@@ -2,6 +2,7 @@
 metrics and the SSE stream. No worker here; the integration tests run real ones."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -211,6 +212,14 @@ def test_frontend_and_local_plotly_are_served(client):
     assert "chart-losses" in client.get("/runs/1").text
     js = client.get("/static/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000  # the real bundle, no CDN
+    # Every script a page names is served from here (the compare and inspect pages use the
+    # vendored cartesian bundle of the same plotly.js version as the Python package).
+    from plotly.offline import get_plotlyjs_version
+
+    for page in ("/", "/runs/1", "/compare", "/inspect"):
+        for src in re.findall(r'<script src="([^"]+)"', client.get(page).text):
+            assert src.startswith("/static/") and client.get(src).status_code == 200, (page, src)
+    assert f"cartesian-{get_plotlyjs_version()}" in client.get("/compare").text
 
 
 def test_api_process_never_imports_torch():
