@@ -156,7 +156,7 @@ function writeView() {
 
 function sparkline(points) {
   // A tiny SVG line of the soft loss: shape at a glance, numbers in the next column.
-  const w = 90, h = 22, svgNs = "http://www.w3.org/2000/svg";
+  const w = 70, h = 20, svgNs = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(svgNs, "svg");
   svg.setAttribute("width", w); svg.setAttribute("height", h); svg.setAttribute("class", "sparkline");
   const pts = (points || []).filter((p) => p.value !== null && Number.isFinite(p.value));
@@ -198,21 +198,24 @@ function runRow(r) {
   box.addEventListener("change", () => { box.checked ? selected.add(r.id) : selected.delete(r.id); updateCompare(); });
   const name = el("td", { class: "run-name" });
   name.append(el("a", { href: `/runs/${r.id}` }, r.name));
-  for (const t of r.tags) name.append(" ", el("span", { class: "tag" }, t));
+  // Inside its sweep's group a run's sweep-<id> tag says nothing new.
+  for (const t of r.tags) if (t !== `sweep-${r.sweep_id}`) name.append(" ", el("span", { class: "tag" }, t));
   if (r.note) name.append(el("div", { class: "note", title: r.note }, r.note));
   const progress = el("td");
   progress.append(el("progress", { max: r.total_steps, value: r.step }), el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
   const status = el("td");
   status.append(statusBadge(r.status));
   const spark = el("td", { class: "spark" });
-  spark.append(sparkline(sparks[r.id] && sparks[r.id].points));
-  const edit = el("button", { type: "button", class: "link edit-run", title: "edit tags and note", "aria-label": `edit run ${r.id}` }, "edit");
+  spark.append(sparkline(sparks[r.id] && sparks[r.id].points), " ", el("span", { class: "num soft" }, fmt(r.latest["train/soft_loss"])));
+  const edit = el("button", { type: "button", class: "link edit-run", title: "edit tags and note", "aria-label": `edit run ${r.id}` }, "✎");
   edit.addEventListener("click", () => openEditor(r));
   const pick = el("td"); pick.append(box);
   const actions = el("td"); actions.append(edit);
-  tr.append(pick, el("td", {}, r.id), name, status, progress, el("td", {}, `${c.teacher} → ${c.student}`),
+  const pair = el("td", { class: "pair" });
+  pair.append(el("span", {}, c.teacher), el("br"), el("span", {}, `→ ${c.student}`));
+  tr.append(pick, el("td", {}, r.id), name, status, progress, pair,
             el("td", {}, fmt(c.temperature)), el("td", {}, fmt(c.alpha)), el("td", {}, c.divergence),
-            el("td", { class: "num" }, fmt(r.latest["train/soft_loss"])), spark,
+            spark,
             el("td", { class: "num" }, fmt(r.latest["train/hard_loss"])), actions);
   tr.addEventListener("click", (e) => {
     if (!["A", "INPUT", "BUTTON"].includes(e.target.tagName)) window.location.href = `/runs/${r.id}`;
@@ -234,7 +237,7 @@ function sweepRow(sweep, members) {
   const toggle = el("button", { type: "button", class: "link sweep-toggle", "aria-expanded": open ? "true" : "false" },
                     `${open ? "▾" : "▸"} sweep #${sweep.id}`);
   toggle.addEventListener("click", () => { open ? expanded.delete(sweep.id) : expanded.add(sweep.id); render(); });
-  const cell = el("td", { colspan: 11 });
+  const cell = el("td", { colspan: 10 });
   const grid = Object.entries(sweep.grid).map(([k, v]) => `${k} ∈ {${v.join(", ")}}`).join(" × ");
   const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
   const compare = el("a", { class: "button-link", href: `/compare?runs=${[...sweep.runs].join(",")}` }, "compare");
@@ -297,7 +300,7 @@ function openEditor(r) {
   editing = r.id;
   const row = document.querySelector(`tr.run-row[data-run-id="${r.id}"]`);
   const tr = el("tr", { class: "editor-row" });
-  const cell = el("td", { colspan: 13 });
+  const cell = el("td", { colspan: 12 });
   const tags = el("input", { id: "edit-tags", autocomplete: "off", "aria-label": "tags" });
   tags.value = r.tags.join(", ");
   const note = el("textarea", { id: "edit-note", rows: 2, "aria-label": "note" });
