@@ -90,8 +90,7 @@ function renderRun() {
   bar.value = run.step;
   document.getElementById("run-step").textContent = `step ${run.step} / ${run.total_steps}${eta()}`;
   document.getElementById("cancel-button").hidden = !["queued", "running"].includes(run.status);
-  document.getElementById("inspect-link").href =
-    `/inspect?models=${encodeURIComponent(run.config.teacher)},run:${run.id}`;
+  document.getElementById("inspect-link").href = inspectUrl(`run:${run.id}`);
   const err = document.getElementById("run-error");
   err.hidden = !run.error;
   err.textContent = run.error ? `This run ${run.status === "lost" ? "was lost" : "failed"}: ${run.error}` : "";
@@ -141,8 +140,10 @@ function renderExplainer() {
     `A well-trained teacher is confident: at T = 1 its top token often holds nearly all the mass, ` +
     `and the distribution then says little more than the label does. Dividing by T > 1 lifts the ` +
     `runner-ups, showing which wrong tokens the teacher thinks are nearly right — the “dark ` +
-    `knowledge” a label cannot carry. Too high a T flattens everything towards uniform. See it on a ` +
-    `prompt in the inspector, for this run's student and its teacher.`;
+    `knowledge” a label cannot carry. Too high a T flattens everything towards uniform. `;
+  const see = el("a", { href: document.getElementById("inspect-link").href, id: "why-inspect" },
+                 "See it on a prompt in the inspector, for this run's teacher and student.");
+  document.getElementById("why-soften").append(see);
 }
 
 function renderMeta() {
@@ -178,6 +179,15 @@ function bindMeta() {
   });
 }
 
+function inspectUrl(student) {
+  // The inspector on this run's teacher and a student, at T = 1, the run's T and 4, with the
+  // slider on the run's T.
+  const T = run.config.temperature;
+  const temps = [...new Set([1, T, 4])].sort((x, y) => x - y);
+  const q = new URLSearchParams({ models: `${run.config.teacher},${student}`, temperatures: temps.join(", "), t: String(T) });
+  return `/inspect?${q}`;
+}
+
 function nearestStudent(step, ckpts) {
   // The saved student closest to a step: a checkpoint (run:<id>@<step>) or the final one.
   const options = ckpts.steps.map((s) => ({ step: s, spec: `run:${RUN_ID}@${s}` }));
@@ -195,9 +205,7 @@ async function openInspectorAt(step) {
       `No checkpoint of this run is saved yet (one is written every ${run.config.checkpoint_interval || run.config.eval_interval} steps).`;
     return;
   }
-  const temps = [...new Set([1, run.config.temperature, 4])].sort((x, y) => x - y);
-  const q = new URLSearchParams({ models: `${run.config.teacher},${best.spec}`, temperatures: temps.join(", ") });
-  window.location.href = `/inspect?${q}`;
+  window.location.href = inspectUrl(best.spec);
 }
 
 async function cancelRun() {
