@@ -2,13 +2,6 @@
 // seeds (mean line, min–max band), config diff, summary. The page state lives in the URL.
 "use strict";
 
-const KEYS = [
-  ["train/soft_loss", "soft loss (T²·KL)", "min"], ["train/hard_loss", "hard loss (CE)", "min"],
-  ["train/loss", "total loss", "min"], ["eval/kl_true", "held-out KL(truth ‖ student)", "min"],
-  ["eval/kl_teacher", "held-out KL(teacher ‖ student)", "min"],
-  ["eval/top1_agreement", "top-1 agreement with the teacher", "max"],
-  ["eval/hard_loss", "held-out cross-entropy", "min"], ["train/grad_norm", "grad norm", "min"],
-];
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const state = { runs: [], smooth: 0.6, x: "step", logy: false, group: "", diff: false };
 let runs = [];
@@ -189,18 +182,19 @@ function redraw() {
 const ENDED = ["succeeded", "failed", "cancelled", "lost"];
 
 async function load() {
-  const fetched = await Promise.all(state.runs.map((id) => api(`/api/runs/${id}`)));
-  runs = fetched.filter((r) => r.ok).map((r) => r.body);
+  // The first load takes over the requests compare-data.js started from the page's head.
+  const early = prefetched && prefetched.ids.join(",") === state.runs.join(",") ? prefetched : null;
+  prefetched = null;
+  runs = (await (early ? early.runs : fetchRuns(state.runs))).filter(Boolean);
   document.getElementById("compare-title").textContent = `Compare ${runs.length} runs`;
-  const keys = KEYS.map((k) => k[0]).join(",");
-  if (runs.length) {
-    const res = await api(`/api/metrics?runs=${runs.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys)}&max_points=1000&format=columns`);
-    metrics = {};
-    for (const [id, byKey] of Object.entries(res.body.runs)) {
-      metrics[id] = {};
-      for (const [key, c] of Object.entries(byKey)) {
-        metrics[id][key] = c.step.map((step, i) => ({ step, value: c.value[i], time: c.time[i], flag: c.flag ? c.flag[i] : null }));
-      }
+  metrics = {};
+  if (!runs.length) return;
+  // A run that is gone makes the early request fail: ask again for the runs that exist.
+  const body = (early && (await early.metrics)) || (await fetchMetrics(runs.map((r) => r.id)));
+  for (const [id, byKey] of Object.entries(body ? body.runs : {})) {
+    metrics[id] = {};
+    for (const [key, c] of Object.entries(byKey)) {
+      metrics[id][key] = c.step.map((step, i) => ({ step, value: c.value[i], time: c.time[i], flag: c.flag ? c.flag[i] : null }));
     }
   }
   if (new URLSearchParams(window.location.search).has("experiment")) drawExperiment();
