@@ -110,6 +110,15 @@ def test_sweep_builder_launches_one_run_per_combination(browser, stack):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(stack.url + "/")
     page.wait_for_function("document.querySelectorAll('#preset option').length > 0")
+    # Every config field is in the form; an error under "More settings" opens it.
+    assert page.is_hidden("#f-max_grad_norm")
+    page.evaluate("document.getElementById('f-max_grad_norm').value = '0'")
+    page.click("#launch-button")
+    page.wait_for_selector("#err-max_grad_norm:not(:empty)")
+    assert page.is_visible("#f-max_grad_norm") and "greater than 0" in page.text_content(
+        "#err-max_grad_norm"
+    )
+    page.fill("#f-max_grad_norm", "1")
     page.fill("#f-max_steps", "6")
     page.fill("#f-eval_interval", "3")
     page.click("#sweep-builder summary")

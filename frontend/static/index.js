@@ -20,6 +20,16 @@ const FIELDS = [
   { name: "eval_interval", type: "number", label: "eval every" },
   { name: "seed", type: "number", label: "seed" },
   { name: "tags", type: "text", label: "tags", help: "comma-separated" },
+  // Under "More settings".
+  { name: "weight_decay", type: "number", label: "weight decay", more: true },
+  { name: "max_grad_norm", type: "number", label: "max grad norm", help: "clip the gradient's norm to this", more: true },
+  { name: "eval_batches", type: "number", label: "eval batches", more: true },
+  { name: "checkpoint_interval", type: "number", label: "checkpoint every", help: "empty: every eval", more: true },
+  { name: "keep_checkpoints", type: "number", label: "resumable checkpoints kept", help: "0 = all", more: true },
+  { name: "keep_checkpoint_weights", type: "select", options: ["true", "false"], label: "keep older checkpoints' weights",
+    help: "so the inspector can open any checkpoint", more: true },
+  { name: "teacher_cache_k", type: "number", label: "teacher-logit cache k",
+    help: "empty: no cache; reuse the teacher's top-k logits across runs (forward_kl)", more: true },
 ];
 
 let presets = [];
@@ -32,8 +42,12 @@ function updateCompare() {
 }
 
 function buildForm() {
-  const box = document.getElementById("fields");
+  const main = document.getElementById("fields");
+  const more = el("details", { id: "more-settings" });
+  more.append(el("summary", {}, "More settings"));
+  main.after(more);
   for (const f of FIELDS) {
+    const box = f.more ? more : main;
     const id = `f-${f.name}`;
     const row = el("div", { class: "field", dataset: { field: f.name } });
     row.append(el("label", { for: id }, f.label));
@@ -68,6 +82,7 @@ function readForm() {
     const raw = document.getElementById(`f-${f.name}`).value.trim();
     if (raw === "") continue;  // the api's default applies (or it says the field is required)
     if (f.name === "tags") body.tags = raw.split(",").map((t) => t.trim()).filter(Boolean);
+    else if (f.options && f.options[0] === "true") body[f.name] = raw === "true";
     else if (f.type === "number" && raw !== "" && !Number.isNaN(Number(raw))) body[f.name] = Number(raw);
     else body[f.name] = raw;  // the api says what is wrong with it
   }
@@ -89,6 +104,8 @@ function showErrors(detail) {
     if (slot) {
       slot.textContent = err.msg;
       slot.parentElement.classList.add("invalid");
+      const more = slot.closest("details");
+      if (more) more.open = true;  // an error under "More settings" must be seen
     } else {
       general.push(field ? `${field}: ${err.msg}` : err.msg);
     }
