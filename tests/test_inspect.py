@@ -2,6 +2,7 @@
 between models, the demo language's truth; through a real inspect worker end to end."""
 
 import math
+import shutil
 
 import httpx
 import pytest
@@ -10,7 +11,8 @@ import torch
 from backend.schemas import InspectRequest
 from backend.settings import Settings
 from tests.support import Stack
-from worker.inspect import inspect_prompt
+from worker.distill import demo_language
+from worker.inspect import _source, inspect_prompt
 
 
 @pytest.fixture
@@ -66,6 +68,105 @@ def test_demo_truth_is_shown_beside_the_models(settings):
     truth = {e["token"]: e["prob"] for e in out["truth"]}
     assert truth["cat"] > truth["kitten"] > truth["moggy"] > 0
     assert sum(truth.values()) == pytest.approx(1.0)
+
+
+def _reference(models_dir, names, prompt, temperatures, position):
+    """The inspection computed plainly, one temperature and model at a time, in float64: a
+    softmax over the whole vocabulary, then each statistic from its definition."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(models_dir / names[0])
+    ids = tok(prompt)["input_ids"]
+    logits = []
+    for name in names:
+        model = AutoModelForCausalLM.from_pretrained(models_dir / name).eval()
+        with torch.no_grad():
+            logits.append(model(input_ids=torch.tensor([ids])).logits[0, :, : len(tok)].double())
+    out = []
+    for t in temperatures:
+        probs = []
+        for z in logits:
+            e = torch.exp(z / t - (z / t).max(-1, keepdim=True).values)
+            probs.append(e / e.sum(-1, keepdim=True))  # (positions, vocab)
+        p = probs[0]
+        pairs = {}
+        for name, q in zip(names[1:], probs[1:], strict=True):
+            m = (p + q) / 2
+            pairs[name] = {
+                "kl_ab": (p * (p.log() - q.log())).sum(-1),
+                "kl_ba": (q * (q.log() - p.log())).sum(-1),
+                "js": 0.5 * (p * (p.log() - m.log())).sum(-1)
+                + 0.5 * (q * (q.log() - m.log())).sum(-1),
+                "tv": 0.5 * (p - q).abs().sum(-1),
+            }
+        entropies = [-(x * x.log()).sum(-1) for x in probs]
+        out.append({"probs": [x[position] for x in probs], "entropy": entropies, "pairs": pairs})
+    return out
+
+
+@pytest.mark.parametrize("position", [None, 3])
+def test_matches_a_plain_reference(settings, tiny_kit, position):
+    """The batched computation (all temperatures, models and positions in one set of tensor
+    ops) against the plain one, for three models: every number the answer holds."""
+    names = ["demo-teacher", "demo-student-s", "demo-student-m"]
+    temperatures = [0.5, 1.0, 2.0, 4.0, 8.0]
+    prompt = "the lazy cat sleeps on the mat . a big dog"
+    req = InspectRequest(
+        models=names, prompt=prompt, temperatures=temperatures, k=7, position=position
+    )
+    out = inspect_prompt(req, settings)
+    at = len(out["ids"]) - 1 if position is None else position
+    assert out["position"] == at
+    ref = _reference(tiny_kit / "models", names, prompt, temperatures, at)
+    close = {"abs": 1e-5}
+    for block, r, t in zip(out["temperatures"], ref, temperatures, strict=True):
+        assert block["temperature"] == t
+        for m, probs, entropy in zip(block["models"], r["probs"], r["entropy"], strict=True):
+            top = [e["prob"] for e in m["top"]]
+            assert top == pytest.approx(torch.topk(probs, 7).values.tolist(), **close)
+            assert top == pytest.approx([float(probs[e["id"]]) for e in m["top"]], **close)
+            assert m["mass_outside_top_k"] == pytest.approx(1 - sum(top), **close)
+            assert m["entropy_per_position"] == pytest.approx(entropy.tolist(), **close)
+            assert m["entropy"] == pytest.approx(float(entropy[at]), **close)
+        assert block["vs_first"].keys() == r["pairs"].keys()
+        for name, stats in r["pairs"].items():
+            for key, values in stats.items():
+                assert block["vs_first"][name][key] == pytest.approx(values.tolist(), **close)
+
+
+def test_truth_follows_the_current_sentence(settings):
+    """After a full stop the demo truth starts a new sentence; `position` picks the prefix."""
+    words = "the lazy cat sleeps on the mat . a big".split()
+    out = inspect_prompt(InspectRequest(models=["demo-teacher"], prompt=" ".join(words)), settings)
+    truth = {e["token"]: e["prob"] for e in out["truth"]}
+    assert truth == pytest.approx(demo_language.stream_truth([*words, "dog"])[-1])
+    req = InspectRequest(models=["demo-teacher"], prompt=" ".join(words), position=4)
+    truth = {e["token"]: e["prob"] for e in inspect_prompt(req, settings)["truth"]}
+    assert truth == pytest.approx(demo_language.next_word_distribution(words[:4]))
+    probs = [e["prob"] for e in inspect_prompt(req, settings)["truth"]]
+    assert probs == sorted(probs, reverse=True)
+    outside = InspectRequest(models=["demo-teacher"], prompt="the lazy zebra")
+    assert inspect_prompt(outside, settings)["truth"] is None
+
+
+def test_a_prompt_longer_than_the_context_is_cut_and_says_so(settings):
+    # The tiny kit's models have 128 positions; max_tokens allows 256 by default.
+    prompt = " ".join(["the lazy cat sleeps ."] * 60)  # 300 words
+    out = inspect_prompt(
+        InspectRequest(models=["demo-teacher", "demo-student-s"], prompt=prompt), settings
+    )
+    assert len(out["tokens"]) == 128 and out["truncated_to"] == 128 and out["position"] == 127
+    short = inspect_prompt(InspectRequest(models=["demo-teacher"], prompt="the lazy"), settings)
+    assert short["truncated_to"] is None
+
+
+def test_a_removed_model_is_not_served_from_the_name_cache(tmp_path, tiny_kit):
+    settings = Settings(data_dir=tmp_path)
+    shutil.copytree(tiny_kit / "models" / "demo-student-s", tmp_path / "models" / "gone")
+    assert _source("gone", settings) == (tmp_path / "models" / "gone").resolve()
+    shutil.rmtree(tmp_path / "models" / "gone")
+    with pytest.raises(ValueError, match="gone"):
+        _source("gone", settings)
 
 
 @pytest.mark.integration

@@ -136,6 +136,8 @@ function render(out, view) {
     `Next token after “${visible(out.tokens[out.position])}” (position ${out.position}). Every bar comes from the softmax ` +
     `over all ${out.vocab_size} tokens at that temperature; a temperature above 1 flattens the distribution and shows ` +
     `which wrong tokens the model thinks are nearly right. Divergences compare each model with ${ref}.`;
+  if (out.truncated_to) document.getElementById("inspect-explainer").textContent +=
+    ` The prompt was cut to its first ${out.truncated_to} tokens (the models' context).`;
   const list = out.temperatures.slice(0, view.listCount);
   const atSlider = view.sliderIndex >= 0 ? out.temperatures[view.sliderIndex] : null;
   renderWhy(out, list, atSlider);  // text first: the charts then size into a settled grid
