@@ -151,3 +151,24 @@ def test_checkpoints_a_student_can_be_inspected_at(client, env):
         "/api/inspect", json={"models": ["demo-teacher", f"run:{run['id']}@15"], "prompt": "the"}
     )
     assert r.status_code == 422 and "has no saved student" in r.text
+
+
+def test_a_broker_failure_part_way_through_a_sweep_leaves_no_run_queued(client, monkeypatch):
+    from backend.api.routes import runs as routes
+
+    sent = []
+
+    def flaky(run_id):
+        if len(sent) == 2:
+            raise ConnectionError("broker gone")
+        sent.append(run_id)
+
+    monkeypatch.setattr(routes, "enqueue_training", flaky)
+    r = client.post("/api/sweeps", json={"base": GOOD, "grid": {"seed": [0, 1, 2, 3]}})
+    assert r.status_code == 503 and "broker gone" in r.text, r.text
+    runs = {x["id"]: x for x in client.get("/api/runs").json()["data"]}
+    assert sorted(x["status"] for x in runs.values()) == ["failed", "failed", "queued", "queued"]
+    assert all("could not queue: broker gone" in x["error"] for x in runs.values() if x["error"])
+    assert sorted(sent) == sorted(i for i, x in runs.items() if x["status"] == "queued")
+    r = client.post("/api/runs", json=GOOD)  # a single run: the same
+    assert r.status_code == 503 and "were stored but could not be queued" in r.text

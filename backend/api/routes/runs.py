@@ -37,16 +37,7 @@ def create_run(config: RunConfig, session: SessionDep, settings: SettingsDep) ->
     """Validate a run's config, store it as `queued`, and queue it for a worker."""
     run = service.create_run(session=session, config=config, settings=settings)
     session.commit()  # the worker re-reads the row by id: it must exist before the task does
-    try:
-        enqueue_training(run.id)
-    except Exception as exc:  # the broker is down: say so, and leave no run queued forever
-        service.mark_failed(session=session, run=run, error=f"could not queue the run: {exc}")
-        session.commit()
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"run {run.id} was stored but could not be queued: the broker is "
-            f"unreachable ({type(exc).__name__}: {exc})",
-        ) from exc
+    _enqueue_all(session, [run])
     return RunPublic.from_orm_run(run)
 
 
@@ -301,8 +292,8 @@ def start_temperature_experiment(session: SessionDep, settings: SettingsDep) -> 
 
 
 def _enqueue_all(session, runs) -> None:
-    """Queue stored runs; if the broker fails part-way, the rest are marked failed with the
-    reason (never left queued forever) and the client hears 503."""
+    """Queue stored (committed) runs. If the broker fails, the runs not yet queued are marked
+    failed with the reason, never left queued forever, and the client hears 503."""
     for i, run in enumerate(runs):
         try:
             enqueue_training(run.id)
@@ -310,9 +301,10 @@ def _enqueue_all(session, runs) -> None:
             for left in runs[i:]:
                 service.mark_failed(session=session, run=left, error=f"could not queue: {exc}")
             session.commit()
+            ids = ", ".join(str(r.id) for r in runs[i:])
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"{len(runs) - i} of {len(runs)} runs could not be queued: the broker is "
+                f"run(s) {ids} were stored but could not be queued: the broker is "
                 f"unreachable ({type(exc).__name__}: {exc})",
             ) from exc
 
