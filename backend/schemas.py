@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
+# A tag: no commas (the forms separate tags with them), no leading space, at most 64 characters.
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,\s][^,]*$")]
+MAX_TAGS = 32
 
 
 class RunConfig(BaseModel):
@@ -15,7 +18,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=32)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     teacher: str = Field(
         min_length=1, max_length=500, description="Model name or path under a model root."
     )
@@ -71,11 +74,13 @@ class RunConfig(BaseModel):
         le=1000,
         description="How many of the latest resumable checkpoints to keep (0: all).",
     )
-    keep_checkpoint_weights: bool = Field(
-        default=True,
-        description="Keep the student's weights (without the optimizer state) of the "
-        "checkpoints that keep_checkpoints prunes, so the inspector can open the student at "
-        "any checkpoint.",
+    keep_checkpoint_weights: int = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="How many of the checkpoints that keep_checkpoints prunes keep the "
+        "student's weights (without the optimizer state), so the inspector can open the student "
+        "there; thinned to stay spread over the run (0: none).",
     )
 
     @field_validator("grad_accum_steps")
@@ -162,16 +167,14 @@ class RunsPublic(BaseModel):
     )
 
 
-Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,\s][^,]*$")]
-
-
 class RunUpdate(BaseModel):
     """What can change after launch: the name, the tags and a free-text note."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    tags: list[Tag] | None = Field(default=None, max_length=32)
+    # Absent fields stay as they are; name and tags cannot be null, a null note clears it.
+    name: Annotated[str, Field(min_length=1, max_length=200)] = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = None
     note: str | None = Field(default=None, max_length=10_000)
 
 
@@ -270,7 +273,9 @@ class InspectRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    models: list[str] = Field(min_length=1, max_length=4)
+    models: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        min_length=1, max_length=4
+    )
     prompt: str = Field(min_length=1, max_length=4000)
     temperatures: list[Annotated[float, Field(gt=0, le=100)]] = Field(
         default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0], min_length=1, max_length=16

@@ -296,3 +296,19 @@ def test_gradient_accumulation_leaves_the_curve_unchanged(tiny_kit):
     for key in ("train/soft_loss", "train/hard_loss", "train/grad_norm", "eval/kl_true"):
         for (s1, a), (s2, b) in zip(one.series(key), four.series(key), strict=True):
             assert s1 == s2 and a == pytest.approx(b, rel=1e-4, abs=1e-6), key
+
+
+def test_thinning_keeps_weight_checkpoints_spread_over_the_run():
+    from pathlib import Path
+
+    from worker.distill.checkpoint import thin
+
+    paths = [Path(f"step-{s:08d}") for s in range(10, 210, 10)]
+
+    def kept(k):
+        gone = set(thin(paths, k))
+        return [int(p.name.removeprefix("step-")) for p in paths if p not in gone]
+
+    assert kept(30) == list(range(10, 210, 10))  # under the limit: nothing goes
+    assert kept(5) == [10, 50, 90, 130, 200]  # first and last stay, the rest spread
+    assert kept(2) == [10, 200] and kept(1) == [200] and kept(0) == []

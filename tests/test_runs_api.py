@@ -72,6 +72,8 @@ def test_tags_and_note_can_be_edited(client):
         ({"note": "x" * 10_001}, "note"),
         ({"name": ""}, "name"),
         ({"status": "succeeded"}, "status"),
+        ({"name": None}, "name"),  # absent keeps the name; null is not a name
+        ({"tags": None}, "tags"),
     ]:
         r = client.patch(f"/api/runs/{run['id']}", json=body)
         assert r.status_code == 422 and field in r.json()["detail"][0]["loc"], r.text
@@ -84,7 +86,8 @@ def test_a_sweep_queues_one_run_per_combination(client):
     assert r.status_code == 201, r.text
     body = r.json()
     assert len(body["runs"]) == 12 and body["sweep"]["runs"] == body["runs"]
-    assert "group=temperature" in body["compare_url"]
+    # Two fields vary besides the seed: no grouping (a band would mix α = 0.5 and 0.9).
+    assert body["compare_url"].endswith("&group=")
     listed = client.get("/api/runs", params={"sweep": body["sweep"]["id"]}).json()
     assert listed["count"] == 12
     combos = {
@@ -116,6 +119,11 @@ def test_a_sweep_queues_one_run_per_combination(client):
         ),
         ({"base": {**GOOD, "teacher": "nope"}, "grid": {}}, ["body", "base", "teacher"], "nope"),
         ({"base": {**GOOD, "alpha": 2}, "grid": {}}, ["body", "base", "alpha"], "less than"),
+        (
+            {"base": {**GOOD, "tags": [f"t{i}" for i in range(32)]}, "grid": {"seed": [1, 2]}},
+            ["body", "base", "tags"],
+            "a sweep adds its own tag",
+        ),
         (
             {"base": {**GOOD, "teacher_cache_k": 8}, "grid": {"divergence": ["forward_kl", "jsd"]}},
             ["body", "base", "teacher_cache_k"],
@@ -151,6 +159,9 @@ def test_checkpoints_a_student_can_be_inspected_at(client, env):
         "/api/inspect", json={"models": ["demo-teacher", f"run:{run['id']}@15"], "prompt": "the"}
     )
     assert r.status_code == 422 and "has no saved student" in r.text
+    for odd in (f"run:{run['id']}@²", "run:1@" + "9" * 5000, "run:" + "1" * 13):
+        r = client.post("/api/inspect", json={"models": ["demo-teacher", odd], "prompt": "the"})
+        assert r.status_code == 422, (odd[:20], r.text[:200])
 
 
 def test_a_broker_failure_part_way_through_a_sweep_leaves_no_run_queued(client, monkeypatch):

@@ -68,16 +68,21 @@ class _Vocab:
     speaks_demo: bool  # every word of the demo language is one of its tokens
 
 
-_TOKENIZERS: dict[str, _Vocab] = {}
+_TOKENIZERS: OrderedDict[str, _Vocab] = OrderedDict()
+_TOKENIZER_CACHE_SIZE = 16  # each checkpoint is a source of its own: keep the cache bounded
 
 
 def _tokenizer(source: Path | str) -> _Vocab:
-    """Tokenizers are cached like models: loading one costs more than an inspection."""
+    """Tokenizers are cached like models (LRU): loading one costs more than an inspection."""
     key = str(source)
-    if key not in _TOKENIZERS:
-        tok = load_tokenizer_from(source)
-        names = tok.convert_ids_to_tokens(list(range(len(tok))))
-        _TOKENIZERS[key] = _Vocab(tok, names, _DEMO_WORDS <= tok.get_vocab().keys())
+    if key in _TOKENIZERS:
+        _TOKENIZERS.move_to_end(key)
+        return _TOKENIZERS[key]
+    tok = load_tokenizer_from(source)
+    names = tok.convert_ids_to_tokens(list(range(len(tok))))
+    _TOKENIZERS[key] = _Vocab(tok, names, _DEMO_WORDS <= tok.get_vocab().keys())
+    while len(_TOKENIZERS) > _TOKENIZER_CACHE_SIZE:
+        _TOKENIZERS.popitem(last=False)
     return _TOKENIZERS[key]
 
 

@@ -213,10 +213,10 @@ def run_student_dir(name: str, settings: Settings) -> Path | None:
     """For `run:<id>`: that run's final student, else its latest checkpoint; for
     `run:<id>@<step>`: its checkpoint at that step. All are written with save_pretrained under
     the shared artifact dir. None when there is no such student."""
-    spec = name.removeprefix("run:")
-    run_id, _, step = spec.partition("@")
-    if not run_id.isdigit() or (step and not step.isdigit()):
+    found = re.fullmatch(r"run:([0-9]{1,12})(?:@([0-9]{1,12}))?", name)
+    if found is None:
         return None
+    run_id, step = found.groups()
     run_dir = settings.runs_dir / run_id
     if step:
         folder = run_dir / "checkpoints" / f"step-{int(step):08d}"

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import MetricPoint, Run, RunStatus, Sweep, utcnow
-from backend.schemas import MAX_SWEEP_RUNS, RunConfig, SweepGrid
+from backend.schemas import MAX_SWEEP_RUNS, MAX_TAGS, RunConfig, SweepGrid
 from backend.services import catalog
 from backend.services.records import check_records
 from backend.services.vocab import VocabularyMismatch, shared_vocab_size
@@ -216,6 +216,13 @@ def create_sweep(
             "grid",
             f"{sizes} = {len(combos)} runs; a sweep holds at most {MAX_SWEEP_RUNS}",
             None,
+        )
+    if len(base.tags) >= MAX_TAGS:
+        raise FieldError(
+            "tags",
+            f"a sweep adds its own tag: at most {MAX_TAGS - 1} tags",
+            base.tags,
+            prefix=("base",),
         )
     configs = []
     for combo in combos:

@@ -33,3 +33,9 @@ async function api(path, options = {}) {
 function statusBadge(status) {
   return el("span", { class: `status status-${status}` }, status);
 }
+
+function plotlyLabel(text) {
+  // Plotly reads a few HTML-like tags (<a href>, <b>, style=) in names and titles; entities make
+  // it draw the characters instead. For server data: run names, model names, tokens.
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}

@@ -11,6 +11,7 @@ const KEYS = [
   ["eval/hard_loss", "held-out cross-entropy", "min"], ["train/grad_norm", "grad norm", "min"],
 ];
 const MAX_POINTS = 1000;  // per series: each bucket's min, max and last, so spikes survive
+const MAX_RUNS = 100;  // the api's limit per /api/metrics request
 
 function urlRunIds() {
   return (new URLSearchParams(window.location.search).get("runs") || "").split(",").map(Number).filter((x) => x > 0);

@@ -45,7 +45,7 @@ function xs(run, pts) {
   return pts.map((p) => p.step);
 }
 
-function label(run) { return `#${run.id} ${run.name}`; }
+function label(run) { return plotlyLabel(`#${run.id} ${run.name}`); }
 
 function drawCharts() {
   const box = document.getElementById("compare-charts");
@@ -102,7 +102,7 @@ function groupTraces(key) {
     }));
     const color = COLORS[i % COLORS.length];
     const value = JSON.parse(g);
-    const name = state.group === "name" ? `${value} (${members.length})` : `${state.group} = ${value} (${members.length})`;
+    const name = plotlyLabel(state.group === "name" ? `${value} (${members.length})` : `${state.group} = ${value} (${members.length})`);
     traces.push({ x: band.x, y: band.min, mode: "lines", line: { width: 0, color }, showlegend: false, hoverinfo: "skip" });
     traces.push({ x: band.x, y: band.max, mode: "lines", line: { width: 0, color }, fill: "tonexty",
                   fillcolor: hexToRgba(color, 0.2), showlegend: false, hoverinfo: "skip" });
@@ -191,6 +191,8 @@ async function load() {
   if (!runs.length) return;
   // A run that is gone makes the early request fail: ask again for the runs that exist.
   const body = (early && (await early.metrics)) || (await fetchMetrics(runs.map((r) => r.id)));
+  document.getElementById("compare-error").textContent = body ? "" :
+    `Could not load the runs' metrics (at most ${MAX_RUNS} runs can be compared at once).`;
   for (const [id, byKey] of Object.entries(body ? body.runs : {})) {
     metrics[id] = {};
     for (const [key, c] of Object.entries(byKey)) {

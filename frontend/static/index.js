@@ -26,8 +26,8 @@ const FIELDS = [
   { name: "eval_batches", type: "number", label: "eval batches", more: true },
   { name: "checkpoint_interval", type: "number", label: "checkpoint every", help: "empty: every eval", more: true },
   { name: "keep_checkpoints", type: "number", label: "resumable checkpoints kept", help: "0 = all", more: true },
-  { name: "keep_checkpoint_weights", type: "select", options: ["true", "false"], label: "keep older checkpoints' weights",
-    help: "so the inspector can open any checkpoint", more: true },
+  { name: "keep_checkpoint_weights", type: "number", label: "older checkpoints' weights kept",
+    help: "spread over the run, for the inspector; 0 = none", more: true },
   { name: "teacher_cache_k", type: "number", label: "teacher-logit cache k",
     help: "empty: no cache; reuse the teacher's top-k logits across runs (forward_kl)", more: true },
 ];
@@ -82,7 +82,6 @@ function readForm() {
     const raw = document.getElementById(`f-${f.name}`).value.trim();
     if (raw === "") continue;  // the api's default applies (or it says the field is required)
     if (f.name === "tags") body.tags = raw.split(",").map((t) => t.trim()).filter(Boolean);
-    else if (f.options && f.options[0] === "true") body[f.name] = raw === "true";
     else if (f.type === "number" && raw !== "" && !Number.isNaN(Number(raw))) body[f.name] = Number(raw);
     else body[f.name] = raw;  // the api says what is wrong with it
   }
@@ -246,9 +245,9 @@ function sweepRow(sweep, members) {
   const open = expanded.has(sweep.id);
   const tr = el("tr", { class: "sweep-row", dataset: { sweepId: sweep.id } });
   const box = el("input", { type: "checkbox", class: "select-sweep", "aria-label": `select sweep ${sweep.id}` });
-  box.checked = members.every((r) => selected.has(r.id));
-  box.addEventListener("change", () => {
-    for (const r of members) box.checked ? selected.add(r.id) : selected.delete(r.id);
+  box.checked = sweep.runs.every((id) => selected.has(id));
+  box.addEventListener("change", () => {  // every run of the sweep, shown or filtered out
+    for (const id of sweep.runs) box.checked ? selected.add(id) : selected.delete(id);
     updateCompare(); render();
   });
   const toggle = el("button", { type: "button", class: "link sweep-toggle", "aria-expanded": open ? "true" : "false" },
@@ -292,6 +291,8 @@ function render() {
 }
 
 function fillTags(tags) {
+  // A tag from the URL that no run carries any more stays selectable, so it can be cleared.
+  if (view.tag && !tags.includes(view.tag)) tags = [...tags, view.tag];
   const select = document.getElementById("filter-tag");
   const have = [...select.options].map((o) => o.value).slice(1);
   if (have.join("\n") === tags.join("\n")) return;
@@ -299,16 +300,34 @@ function fillTags(tags) {
   select.value = tags.includes(view.tag) ? view.tag : "";
 }
 
+let refreshSeq = 0;     // answers to older requests (before a filter changed) are dropped
+let refreshing = false; // the 2-second tick skips while a refresh is on its way
+
 async function refreshRuns() {
+  const mine = ++refreshSeq;
+  refreshing = true;
+  try { await refreshOnce(mine); } finally { if (mine === refreshSeq) refreshing = false; }
+}
+
+async function refreshOnce(mine) {
   const q = new URLSearchParams({ limit: "500", sort: view.sort });
   if (view.status) q.set("status", view.status);
   if (view.tag) q.set("tag", view.tag);
   if (view.q) q.set("q", view.q);
   if (view.sweep) q.set("sweep", view.sweep);
-  const res = await api(`/api/runs?${q}`);
-  if (!res.ok) return;
+  let res;
+  try { res = await api(`/api/runs?${q}`); } catch (e) { res = { ok: false, body: { detail: String(e) } }; }
+  if (mine !== refreshSeq) return;
+  const error = document.getElementById("runs-error");
+  if (!res.ok) {
+    const d = res.body && res.body.detail;
+    error.textContent = `Could not list the runs: ${Array.isArray(d) ? d.map((x) => x.msg).join("; ") : d || `HTTP ${res.status}`}`;
+    return;
+  }
+  error.textContent = "";
   fillTags(res.body.tags);
   await loadSparks(res.body.data);
+  if (mine !== refreshSeq) return;
   lastList = res.body;
   render();
 }
@@ -333,7 +352,11 @@ function openEditor(r) {
   const close = () => { editing = null; refreshRuns(); };
   cancel.addEventListener("click", close);
   save.addEventListener("click", async () => {
-    const body = { tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean), note: note.value };
+    const body = {};  // only what changed: a note can be saved whatever the tags hold
+    const newTags = tags.value.split(",").map((t) => t.trim()).filter(Boolean);
+    if (newTags.join("\n") !== r.tags.join("\n")) body.tags = newTags;
+    if (note.value !== (r.note || "")) body.note = note.value;
+    if (!Object.keys(body).length) { close(); return; }
     const res = await api(`/api/runs/${r.id}`, { method: "PATCH", body: JSON.stringify(body) });
     if (res.ok) close();
     else error.textContent = (res.body && Array.isArray(res.body.detail))
@@ -387,7 +410,16 @@ async function launchSweep() {
   document.querySelectorAll("[id^=serr-]").forEach((n) => (n.textContent = ""));
   document.getElementById("sweep-error").textContent = "";
   const general = [];
-  const res = await api("/api/sweeps", { method: "POST", body: JSON.stringify(sweepBody()) });
+  const button = document.getElementById("sweep-button");
+  button.disabled = true;  // one click, one sweep
+  let res;
+  try {
+    res = await api("/api/sweeps", { method: "POST", body: JSON.stringify(sweepBody()) });
+  } catch (e) {
+    res = { ok: false, status: 0, body: { detail: `could not reach the api: ${e}` } };
+  } finally {
+    button.disabled = false;
+  }
   if (res.status === 201) { window.location.href = res.body.compare_url; return; }
   const detail = res.body && res.body.detail;
   for (const err of Array.isArray(detail) ? detail : [{ loc: [], msg: String(detail || `HTTP ${res.status}`) }]) {
@@ -421,4 +453,4 @@ readView();
 bindFilters();
 loadCatalog();
 refreshRuns();
-setInterval(() => { if (!document.hidden) refreshRuns(); }, 2000);
+setInterval(() => { if (!document.hidden && !refreshing) refreshRuns(); }, 2000);

@@ -36,6 +36,7 @@ function params() {
     temperatures: q.get("temperatures") || "0.5, 1, 2, 4, 8",
     k: q.get("k") || "8",
     t: q.get("t") && Number.isFinite(t) && t > 0 ? t : DEFAULT_T,
+    pos: /^[0-9]+$/.test(q.get("pos") || "") ? Number(q.get("pos")) : undefined,
   };
 }
 
@@ -111,6 +112,7 @@ async function run(position) {
     if (!res.ok) { showErrors(res.body ? res.body.detail : `HTTP ${res.status}`); return; }
     const q = new URLSearchParams({ models: body.models.join(","), prompt: body.prompt,
       temperatures: document.getElementById("i-temperatures").value, k: String(body.k), t: String(sliderT) });
+    if (body.position !== undefined) q.set("pos", String(res.body.position));  // a clicked token
     history.replaceState(null, "", `/inspect?${q}`);
     render(res.body, view);
   } finally {
@@ -174,7 +176,7 @@ function barTraces(out, block) {
   for (const m of block.models) for (const t of m.top) if (!order.includes(t.token)) order.push(t.token);
   const traces = block.models.map((m) => {
     const probs = Object.fromEntries(m.top.map((t) => [t.token, t.prob]));
-    return { type: "bar", name: m.model, x: order.map(plotlyText), y: order.map((t) => probs[t] ?? 0),
+    return { type: "bar", name: plotlyLabel(m.model), x: order.map(plotlyText), y: order.map((t) => probs[t] ?? 0),
              hovertemplate: "%{x}: %{y:.3f}<extra>" + plotlyText(m.model) + "</extra>" };
   });
   if (out.truth) {
@@ -227,7 +229,7 @@ function renderKlVsT(out, atSlider) {
   const temps = blocks.map((b) => b.temperature);
   const traces = out.models.slice(1).map((m) => ({
     x: temps, y: blocks.map((b) => b.vs_first[m].kl_ab[out.position]),
-    name: `KL(${out.models[0]} ‖ ${m})`, mode: "lines+markers",
+    name: plotlyLabel(`KL(${out.models[0]} ‖ ${m})`), mode: "lines+markers",
   }));
   if (atSlider && out.models.length > 1) {
     traces.push({ x: out.models.slice(1).map(() => atSlider.temperature),
@@ -249,7 +251,7 @@ function renderHeatmap(out, blocks) {
     x: out.tokens.map((t, i) => `${i}:${plotlyText(t)}`), y: blocks.map((b) => `T=${b.temperature}`),
     colorscale: "Viridis", colorbar: { title: { text: "nats" } },
   }], {
-    title: { text: `KL(${out.models[0]} ‖ ${m}) per prompt position`, font: { size: 14 } }, height: 320,
+    title: { text: plotlyLabel(`KL(${out.models[0]} ‖ ${m}) per prompt position`), font: { size: 14 } }, height: 320,
     margin: { l: 60, r: 10, t: 40, b: 80 },
   }, PLOT_CONFIG);
 }
@@ -343,7 +345,7 @@ async function init() {
   const models = await api("/api/models");
   for (const m of models.body || []) document.getElementById("list-models").append(el("option", { value: m.name }));
   document.getElementById("inspect-form").addEventListener("submit", (e) => { e.preventDefault(); run(); });
-  run();
+  run(p.pos);  // a shared link keeps its token position
 }
 
 init();

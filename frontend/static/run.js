@@ -164,8 +164,11 @@ function bindMeta() {
   });
   document.getElementById("meta-cancel").addEventListener("click", () => { editor.hidden = true; });
   document.getElementById("meta-save").addEventListener("click", async () => {
-    const body = { tags: document.getElementById("meta-tags").value.split(",").map((t) => t.trim()).filter(Boolean),
-                   note: document.getElementById("meta-note").value };
+    const body = {};  // only what changed
+    const tags = document.getElementById("meta-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+    const note = document.getElementById("meta-note").value;
+    if (tags.join("\n") !== run.tags.join("\n")) body.tags = tags;
+    if (note !== (run.note || "")) body.note = note;
     const res = await api(`/api/runs/${RUN_ID}`, { method: "PATCH", body: JSON.stringify(body) });
     if (!res.ok) {
       document.getElementById("meta-error").textContent = Array.isArray(res.body && res.body.detail)

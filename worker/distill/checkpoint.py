@@ -20,11 +20,11 @@ def save_checkpoint(
     scheduler,
     tokenizer=None,
     keep: int = 2,
-    keep_weights: bool = True,
+    keep_weights: int = 20,
 ) -> Path:
-    """Write a resumable checkpoint; beyond the latest `keep`, older ones lose their optimizer
-    state (they stay loadable with from_pretrained, for the inspector) or, without
-    `keep_weights`, are removed."""
+    """Write a resumable checkpoint. Beyond the latest `keep`, older ones lose their optimizer
+    state but stay loadable with from_pretrained, for the inspector; at most `keep_weights` of
+    those are kept, thinned so that they stay spread over the run."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
     tmp = folder / f".tmp-step-{step:08d}"
@@ -48,11 +48,36 @@ def save_checkpoint(
     os.replace(tmp, final)  # atomic on one filesystem: a reader never sees half a checkpoint
     if keep > 0:
         for old in list_checkpoints(folder)[:-keep]:
-            if keep_weights:
-                (old / STATE_FILE).unlink(missing_ok=True)  # no longer resumable, still loadable
-            else:
-                shutil.rmtree(old, ignore_errors=True)
+            (old / STATE_FILE).unlink(missing_ok=True)  # no longer resumable, still loadable
+        for old in thin(list_weight_checkpoints(folder), keep_weights):
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def list_weight_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoints that hold only the student's weights (pruned of their optimizer state)."""
+    return sorted(
+        p
+        for p in folder.glob("step-*")
+        if (p / "config.json").is_file() and not (p / STATE_FILE).exists()
+    )
+
+
+def thin(paths: list[Path], keep: int) -> list[Path]:
+    """Which of these step-ordered checkpoints to remove so that `keep` remain, as evenly spread
+    as they can be: repeatedly drop the inner one whose neighbours are closest together (the
+    first and the last stay while keep >= 2). Returns the ones to remove."""
+    if keep <= 0:
+        return list(paths)
+    steps = [int(p.name.removeprefix("step-")) for p in paths]
+    alive = list(range(len(paths)))
+    while len(alive) > max(keep, 2):
+        j = min(range(1, len(alive) - 1), key=lambda j: steps[alive[j + 1]] - steps[alive[j - 1]])
+        alive.pop(j)
+    if len(alive) > keep:  # keep == 1: the latest
+        alive = alive[-1:]
+    kept = set(alive)
+    return [p for i, p in enumerate(paths) if i not in kept]
 
 
 def list_checkpoints(folder: Path) -> list[Path]:

@@ -229,6 +229,7 @@ async def stream(
 
 
 compare_router = APIRouter(prefix="/api", tags=["runs"])
+MAX_COMPARED = 100  # runs in one /api/metrics request: a whole sweep (at most 64) fits
 
 
 @compare_router.get("/metrics")
@@ -250,8 +251,8 @@ def compare_metrics(
         ids = [int(r) for r in _split(runs) or []]
     except ValueError:
         raise HTTPException(422, "runs must be integer run ids") from None
-    if not ids or len(ids) > 50:
-        raise HTTPException(422, "runs: give between 1 and 50 run ids")
+    if not ids or len(ids) > MAX_COMPARED:
+        raise HTTPException(422, f"runs: give between 1 and {MAX_COMPARED} run ids")
     out = {}
     for run_id in ids:
         _get_or_404(session, run_id)
@@ -323,8 +324,10 @@ def create_sweep(req: SweepRequest, session: SessionDep, settings: SettingsDep) 
     session.commit()
     _enqueue_all(session, runs)
     ids = ",".join(str(r.id) for r in runs)
-    group = next(iter(sweep.grid), "")
-    group = "" if group == "seed" else group
+    # Group the comparison by the swept field when only one (besides seeds) varies: its bands
+    # are then across seeds. With several, each run is its own line.
+    swept = [k for k in sweep.grid if k != "seed"]
+    group = swept[0] if len(swept) == 1 else ""
     return {
         "sweep": SweepPublic.from_orm_sweep(sweep, [r.id for r in runs]).model_dump(mode="json"),
         "runs": [r.id for r in runs],
