@@ -101,6 +101,13 @@ def test_runs_page_filters_sorts_groups_and_edits(browser, stack):
     # Selecting the sweep's group selects its runs for comparison.
     page.check("tr.sweep-row .select-sweep")
     assert page.text_content("#compare-button") == "Compare 2 runs"
+    # A name that looks like a link is drawn as text in Plotly's legend, never as a link.
+    evil = '<a href="https://evil.example">click</a>'
+    httpx.patch(f"{url}/api/runs/{a['id']}", json={"name": evil}).raise_for_status()
+    page.goto(f"{url}/compare?runs={a['id']},{b['id']}")
+    page.wait_for_selector("#cmp-train-soft_loss .legend")
+    legend = page.text_content("#cmp-train-soft_loss .legend")
+    assert evil in legend and page.locator("#cmp-train-soft_loss .legend a").count() == 0
     assert not errors, errors
 
 
