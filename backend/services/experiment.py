@@ -39,6 +39,9 @@ def experiment_configs(*, tag: str, vocab: int) -> list[RunConfig]:
                 temperature=1.0,
                 seed=seed,
                 tags=[tag],
+                # α = 0: the teacher only feeds the logged soft loss; the cache spares its
+                # forward pass at every step (the same cache the calibrated runs read).
+                teacher_cache_k=vocab - 1,
                 **BASE,
             )
         )
