@@ -90,12 +90,13 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"api did not start:\n{self.logs('api')}")
 
-    def start_worker(self, queue: str = "train") -> None:
+    def start_worker(self, queue: str = "train", name: str | None = None) -> None:
+        """A worker on `queue`; give another `name` to run several on the same queue."""
         from backend.cli import worker_command
 
-        self._spawn(
-            "worker" if queue == "train" else f"{queue}-worker", worker_command(queue, "INFO")
-        )
+        name = name or ("worker" if queue == "train" else f"{queue}-worker")
+        assert name not in self.procs, f"a process named {name} already runs"
+        self._spawn(name, worker_command(queue, "INFO"))
 
     def logs(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
