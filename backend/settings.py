@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Deliveries of a run's task before it is failed (a worker that keeps dying).",
     )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="CPU threads torch uses in each worker process (default: torch's choice, "
+        "about one per core). With several workers on one machine give each cores ÷ workers: "
+        "oversubscribed threads spin against each other and every run slows down many times.",
+    )
 
     @field_validator("model_roots", "dataset_roots", mode="before")
     @classmethod

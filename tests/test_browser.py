@@ -214,7 +214,20 @@ def test_compare_two_runs_diff_smoothing_and_export(browser, stack, tmp_path):
     assert not errors, errors
 
 
-def test_built_in_experiment_button_runs_and_states_its_result(browser, stack):
+@pytest.fixture
+def two_worker_stack(env, tmp_path):
+    """Two training workers with one torch thread each: the 21 short runs go two at a time."""
+    s = Stack({**env, "DISTILLSCOPE_TORCH_THREADS": "1"}, tmp_path)
+    try:
+        s.start()
+        s.start_worker("train", name="worker-2")
+        yield s
+    finally:
+        s.stop()
+
+
+def test_built_in_experiment_button_runs_and_states_its_result(browser, two_worker_stack):
+    stack = two_worker_stack
     page = browser.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))

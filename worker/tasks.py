@@ -9,6 +9,11 @@ from worker.runner import Claim, run_training
 
 app = get_celery()
 
+if get_settings().torch_threads:
+    import torch
+
+    torch.set_num_threads(get_settings().torch_threads)
+
 
 @app.task(name=TRAIN_TASK, bind=True, max_retries=None)
 def train(self, run_id: int) -> str | None:
