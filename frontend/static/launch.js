@@ -1,0 +1,207 @@
+// Runs page, left: the launch form (presets, every config field, the API's validation message
+// next to its field), the sweep builder and the built-in experiment's button.
+"use strict";
+
+const FIELDS = [
+  { name: "name", type: "text", label: "name" },
+  { name: "teacher", type: "text", list: "models", label: "teacher" },
+  { name: "student", type: "text", list: "models", label: "student" },
+  { name: "dataset", type: "text", list: "datasets", label: "dataset" },
+  { name: "temperature", type: "number", label: "temperature T", help: "softens both distributions in the soft loss" },
+  { name: "alpha", type: "number", label: "α (soft weight)", help: "0 = labels only, 1 = teacher only" },
+  { name: "divergence", type: "select", options: ["forward_kl", "reverse_kl", "jsd"], label: "divergence" },
+  { name: "beta", type: "number", label: "β (jsd only)" },
+  { name: "max_steps", type: "number", label: "steps" },
+  { name: "batch_size", type: "number", label: "batch size" },
+  { name: "grad_accum_steps", type: "number", label: "grad. accumulation" },
+  { name: "seq_len", type: "number", label: "sequence length" },
+  { name: "learning_rate", type: "number", label: "learning rate" },
+  { name: "warmup_steps", type: "number", label: "warm-up steps", help: "empty: 10 % of the steps" },
+  { name: "eval_interval", type: "number", label: "eval every" },
+  { name: "seed", type: "number", label: "seed" },
+  { name: "tags", type: "text", label: "tags", help: "comma-separated" },
+  // Under "More settings".
+  { name: "weight_decay", type: "number", label: "weight decay", more: true },
+  { name: "max_grad_norm", type: "number", label: "max grad norm", help: "clip the gradient's norm to this", more: true },
+  { name: "eval_batches", type: "number", label: "eval batches", more: true },
+  { name: "checkpoint_interval", type: "number", label: "checkpoint every", help: "empty: every eval", more: true },
+  { name: "keep_checkpoints", type: "number", label: "resumable checkpoints kept", help: "0 = all", more: true },
+  { name: "keep_checkpoint_weights", type: "number", label: "older checkpoints' weights kept",
+    help: "spread over the run, for the inspector; 0 = none", more: true },
+  { name: "teacher_cache_k", type: "number", label: "teacher-logit cache k",
+    help: "empty: no cache; reuse the teacher's top-k logits across runs (forward_kl)", more: true },
+];
+
+let presets = [];
+
+function buildForm() {
+  const main = document.getElementById("fields");
+  const more = el("details", { id: "more-settings" });
+  more.append(el("summary", {}, "More settings"));
+  main.after(more);
+  for (const f of FIELDS) {
+    const box = f.more ? more : main;
+    const id = `f-${f.name}`;
+    const row = el("div", { class: "field", dataset: { field: f.name } });
+    row.append(el("label", { for: id }, f.label));
+    let input;
+    if (f.type === "select") {
+      input = el("select", { id, name: f.name });
+      for (const o of f.options) input.append(el("option", { value: o }, o));
+    } else {
+      input = el("input", { id, name: f.name, type: "text", list: f.list ? `list-${f.list}` : null,
+                            inputmode: f.type === "number" ? "decimal" : null, autocomplete: "off" });
+    }
+    row.append(input);
+    if (f.help) row.append(el("small", { class: "help" }, f.help));
+    row.append(el("small", { class: "field-error", id: `err-${f.name}`, role: "alert" }));
+    box.append(row);
+  }
+  for (const list of ["models", "datasets"]) document.body.append(el("datalist", { id: `list-${list}` }));
+}
+
+function fillForm(config) {
+  for (const f of FIELDS) {
+    const input = document.getElementById(`f-${f.name}`);
+    const v = config[f.name];
+    input.value = v === undefined || v === null ? "" : (Array.isArray(v) ? v.join(", ") : String(v));
+  }
+  clearErrors();
+}
+
+function readForm() {
+  const body = {};
+  for (const f of FIELDS) {
+    const raw = document.getElementById(`f-${f.name}`).value.trim();
+    if (raw === "") continue;  // the api's default applies (or it says the field is required)
+    if (f.name === "tags") body.tags = raw.split(",").map((t) => t.trim()).filter(Boolean);
+    else if (f.type === "number" && raw !== "" && !Number.isNaN(Number(raw))) body[f.name] = Number(raw);
+    else body[f.name] = raw;  // the api says what is wrong with it
+  }
+  return body;
+}
+
+function clearErrors() {
+  document.querySelectorAll(".field-error").forEach((n) => (n.textContent = ""));
+  document.querySelectorAll(".field.invalid").forEach((n) => n.classList.remove("invalid"));
+  document.getElementById("form-error").textContent = "";
+}
+
+function showErrors(detail) {
+  const general = [];
+  for (const err of Array.isArray(detail) ? detail : [{ msg: String(detail) }]) {
+    const loc = err.loc || [];
+    const field = loc[0] === "body" ? loc[1] : undefined;
+    const slot = field !== undefined && document.getElementById(`err-${field}`);
+    if (slot) {
+      slot.textContent = err.msg;
+      slot.parentElement.classList.add("invalid");
+      const more = slot.closest("details");
+      if (more) more.open = true;  // an error under "More settings" must be seen
+    } else {
+      general.push(field ? `${field}: ${err.msg}` : err.msg);
+    }
+  }
+  document.getElementById("form-error").textContent = general.join("\n");
+}
+
+async function launch(event) {
+  event.preventDefault();
+  clearErrors();
+  const button = document.getElementById("launch-button");
+  button.disabled = true;
+  try {
+    const res = await api("/api/runs", { method: "POST", body: JSON.stringify(readForm()) });
+    if (res.status === 201) window.location.href = `/runs/${res.body.id}`;
+    else showErrors(res.body ? res.body.detail : `HTTP ${res.status}`);
+  } catch (e) {
+    showErrors(`could not reach the api: ${e}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function loadCatalog() {
+  const [models, datasets, pre] = await Promise.all([api("/api/models"), api("/api/datasets"), api("/api/presets")]);
+  for (const [list, res] of [["models", models], ["datasets", datasets]]) {
+    const node = document.getElementById(`list-${list}`);
+    for (const item of res.body || []) node.append(el("option", { value: item.name }, item.description || item.model_type || ""));
+  }
+  presets = pre.body || [];
+  const select = document.getElementById("preset");
+  for (const p of presets) select.append(el("option", { value: p.id }, p.label));
+  select.addEventListener("change", () => applyPreset(select.value));
+  if (presets.length) applyPreset(presets[0].id);
+}
+
+function applyPreset(id) {
+  const p = presets.find((x) => x.id === id);
+  if (!p) return;
+  fillForm(p.config);
+  document.getElementById("preset-description").textContent = p.description;
+}
+
+// ---- The sweep builder: lists of T, α, divergence and seed over the form's config.
+function listOf(id) {
+  return document.getElementById(id).value.split(",").map((t) => t.trim()).filter(Boolean)
+    .map((t) => (Number.isNaN(Number(t)) ? t : Number(t)));
+}
+
+function sweepBody() {
+  const grid = {};
+  for (const k of ["temperature", "alpha", "seed"]) { const v = listOf(`s-${k}`); if (v.length) grid[k] = v; }
+  const divs = [...document.querySelectorAll(".s-divergence:checked")].map((b) => b.value);
+  if (divs.length) grid.divergence = divs;
+  return { base: readForm(), grid };
+}
+
+function updateSweepCount() {
+  const { grid } = sweepBody();
+  const n = Object.values(grid).reduce((a, v) => a * v.length, 1);
+  document.getElementById("sweep-button").textContent = `Launch sweep (${n} run${n === 1 ? "" : "s"})`;
+}
+
+async function launchSweep() {
+  clearErrors();
+  document.querySelectorAll("[id^=serr-]").forEach((n) => (n.textContent = ""));
+  document.getElementById("sweep-error").textContent = "";
+  const general = [];
+  const button = document.getElementById("sweep-button");
+  button.disabled = true;  // one click, one sweep
+  let res;
+  try {
+    res = await api("/api/sweeps", { method: "POST", body: JSON.stringify(sweepBody()) });
+  } catch (e) {
+    res = { ok: false, status: 0, body: { detail: `could not reach the api: ${e}` } };
+  } finally {
+    button.disabled = false;
+  }
+  if (res.status === 201) { window.location.href = res.body.compare_url; return; }
+  const detail = res.body && res.body.detail;
+  for (const err of Array.isArray(detail) ? detail : [{ loc: [], msg: String(detail || `HTTP ${res.status}`) }]) {
+    const [, part, field] = err.loc || [];
+    if (part === "base" && field !== undefined) {
+      // The base is the form above: the message goes next to its field there.
+      if (document.getElementById(`err-${field}`)) { showErrors([{ loc: ["body", field], msg: err.msg }]); continue; }
+    }
+    const slot = part === "grid" && field !== undefined && document.getElementById(`serr-${field}`);
+    if (slot) slot.textContent = err.msg;
+    else general.push(`${(err.loc || []).slice(1).join(".")}: ${err.msg}`);
+  }
+  document.getElementById("sweep-error").textContent = general.join("\n");
+}
+
+function bindLaunch() {
+  buildForm();
+  document.getElementById("launch-form").addEventListener("submit", launch);
+  document.getElementById("sweep-button").addEventListener("click", launchSweep);
+  for (const node of document.querySelectorAll("#sweep-builder input")) node.addEventListener("input", updateSweepCount);
+  updateSweepCount();
+  document.getElementById("experiment-button").addEventListener("click", async () => {
+    const res = await api("/api/experiments/temperature", { method: "POST" });
+    if (res.status === 201) window.location.href = res.body.compare_url;
+    else document.getElementById("experiment-error").textContent =
+      res.body && res.body.detail ? JSON.stringify(res.body.detail) : `HTTP ${res.status}`;
+  });
+  loadCatalog();
+}

@@ -1,0 +1,257 @@
+// Runs page, right: the live runs table. Filters and sort (kept in the URL), sweeps as
+// collapsible groups, soft-loss sparklines, an inline editor for tags and the note, and the
+// selection of runs to compare.
+"use strict";
+
+const selected = new Set();
+
+function updateCompare() {
+  const b = document.getElementById("compare-button");
+  b.disabled = selected.size < 2;
+  b.textContent = selected.size >= 2 ? `Compare ${selected.size} runs` : "Compare selected";
+}
+
+const view = { status: "", tag: "", q: "", sort: "-id", sweep: "" };
+const expanded = new Set();   // sweep ids shown open
+const sparks = {};            // run id -> { step, points }
+let editing = null;           // run id whose editor is open (the table then pauses refreshing)
+let lastList = null;
+
+function readView() {
+  const q = new URLSearchParams(window.location.search);
+  for (const k of Object.keys(view)) if (q.has(k)) view[k] = q.get(k);
+  if (view.sweep) expanded.add(Number(view.sweep));  // opened from a run page: show its sweep
+  document.getElementById("filter-status").value = view.status;
+  document.getElementById("filter-text").value = view.q;
+}
+
+function writeView() {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(view)) if (v && !(k === "sort" && v === "-id")) q.set(k, v);
+  history.replaceState(null, "", q.toString() ? `/?${q}` : "/");
+}
+
+function sparkline(points) {
+  // A tiny SVG line of the soft loss: shape at a glance, numbers in the next column.
+  const w = 70, h = 20, svgNs = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("width", w); svg.setAttribute("height", h); svg.setAttribute("class", "sparkline");
+  const pts = (points || []).filter((p) => p.value !== null && Number.isFinite(p.value));
+  if (pts.length < 2) return svg;
+  const x0 = pts[0].step, x1 = pts[pts.length - 1].step;
+  const ys = pts.map((p) => p.value), lo = Math.min(...ys), hi = Math.max(...ys);
+  const line = document.createElementNS(svgNs, "polyline");
+  line.setAttribute("points", pts.map((p) =>
+    `${((p.step - x0) / Math.max(x1 - x0, 1) * (w - 2) + 1).toFixed(1)},` +
+    `${(h - 2 - (p.value - lo) / Math.max(hi - lo, 1e-12) * (h - 4)).toFixed(1)}`).join(" "));
+  svg.append(line);
+  svg.dataset.points = String(pts.length);
+  return svg;
+}
+
+async function loadSparks(runs) {
+  // Only runs whose series changed since the last fetch: ended runs are fetched once.
+  const stale = runs.filter((r) => !sparks[r.id] || sparks[r.id].step !== r.step).map((r) => r.id);
+  for (let i = 0; i < stale.length; i += 50) {
+    const ids = stale.slice(i, i + 50);
+    const res = await api(`/api/metrics?runs=${ids.join(",")}&keys=train/soft_loss,train/hard_loss&max_points=60`);
+    if (!res.ok) return;
+    for (const id of ids) {
+      const m = res.body.runs[String(id)] || {};
+      const run = runs.find((r) => r.id === id);
+      const soft = m["train/soft_loss"] || [];
+      // A labels-only run (α = 0) has no teacher term worth drawing: its hard loss is.
+      sparks[id] = { step: run.step, points: soft.length && run.config.alpha > 0 ? soft : (m["train/hard_loss"] || soft) };
+    }
+  }
+}
+
+function runRow(r) {
+  const c = r.config;
+  const tr = el("tr", { class: "run-row", dataset: { runId: r.id } });
+  if (r.sweep_id) tr.classList.add("in-sweep");
+  const box = el("input", { type: "checkbox", class: "select-run", value: r.id, "aria-label": `select run ${r.id}` });
+  box.checked = selected.has(r.id);
+  box.addEventListener("change", () => { box.checked ? selected.add(r.id) : selected.delete(r.id); updateCompare(); });
+  const name = el("td", { class: "run-name" });
+  name.append(el("a", { href: `/runs/${r.id}` }, r.name));
+  // Inside its sweep's group a run's sweep-<id> tag says nothing new.
+  for (const t of r.tags) if (t !== `sweep-${r.sweep_id}`) name.append(" ", el("span", { class: "tag" }, t));
+  if (r.note) name.append(el("div", { class: "note", title: r.note }, r.note));
+  const progress = el("td");
+  progress.append(el("progress", { max: r.total_steps, value: r.step }), el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
+  const status = el("td");
+  status.append(statusBadge(r.status));
+  const spark = el("td", { class: "spark" });
+  spark.append(sparkline(sparks[r.id] && sparks[r.id].points), " ", el("span", { class: "num soft" }, fmt(r.latest["train/soft_loss"])));
+  const edit = el("button", { type: "button", class: "link edit-run", title: "edit tags and note", "aria-label": `edit run ${r.id}` }, "✎");
+  edit.addEventListener("click", () => openEditor(r));
+  const pick = el("td"); pick.append(box);
+  const actions = el("td"); actions.append(edit);
+  const pair = el("td", { class: "pair" });
+  pair.append(el("span", {}, c.teacher), el("br"), el("span", {}, `→ ${c.student}`));
+  tr.append(pick, el("td", {}, r.id), name, status, progress, pair,
+            el("td", {}, fmt(c.temperature)), el("td", {}, fmt(c.alpha)), el("td", {}, c.divergence),
+            spark,
+            el("td", { class: "num" }, fmt(r.latest["train/hard_loss"])), actions);
+  tr.addEventListener("click", (e) => {
+    if (!["A", "INPUT", "BUTTON"].includes(e.target.tagName)) window.location.href = `/runs/${r.id}`;
+  });
+  return tr;
+}
+
+function sweepRow(sweep, members) {
+  const counts = {};
+  for (const r of members) counts[r.status] = (counts[r.status] || 0) + 1;
+  const open = expanded.has(sweep.id);
+  const tr = el("tr", { class: "sweep-row", dataset: { sweepId: sweep.id } });
+  const box = el("input", { type: "checkbox", class: "select-sweep", "aria-label": `select sweep ${sweep.id}` });
+  box.checked = sweep.runs.every((id) => selected.has(id));
+  box.addEventListener("change", () => {  // every run of the sweep, shown or filtered out
+    for (const id of sweep.runs) box.checked ? selected.add(id) : selected.delete(id);
+    updateCompare(); render();
+  });
+  const toggle = el("button", { type: "button", class: "link sweep-toggle", "aria-expanded": open ? "true" : "false" },
+                    `${open ? "▾" : "▸"} sweep #${sweep.id}`);
+  toggle.addEventListener("click", () => { open ? expanded.delete(sweep.id) : expanded.add(sweep.id); render(); });
+  const cell = el("td", { colspan: 10 });
+  const grid = Object.entries(sweep.grid).map(([k, v]) => `${k} ∈ {${v.join(", ")}}`).join(" × ");
+  const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
+  const compare = el("a", { class: "button-link", href: `/compare?runs=${[...sweep.runs].join(",")}` }, "compare");
+  cell.append(toggle, " ", el("b", {}, sweep.name), el("span", { class: "hint" }, ` · ${sweep.runs.length} runs (${summary}) · ${grid} `), compare);
+  const pick = el("td"); pick.append(box);
+  tr.append(pick, cell, el("td"));
+  return tr;
+}
+
+function render() {
+  if (!lastList || editing !== null) return;
+  const body = lastList;
+  const tbody = document.querySelector("#runs-table tbody");
+  tbody.replaceChildren();
+  const seen = new Set();
+  for (const r of body.data) {
+    if (!r.sweep_id) { tbody.append(runRow(r)); continue; }
+    if (seen.has(r.sweep_id)) continue;  // a sweep's rows go together, where its first one sorts
+    seen.add(r.sweep_id);
+    const members = body.data.filter((x) => x.sweep_id === r.sweep_id);
+    tbody.append(sweepRow(body.sweeps[r.sweep_id], members));
+    if (expanded.has(r.sweep_id)) for (const m of members) tbody.append(runRow(m));
+  }
+  for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
+    const key = th.dataset.sort;
+    th.classList.toggle("sorted", view.sort.replace("-", "") === key);
+    th.dataset.dir = view.sort === key ? "asc" : view.sort === `-${key}` ? "desc" : "";
+  }
+  const filtered = view.status || view.tag || view.q || view.sweep;
+  const chip = document.getElementById("sweep-filter");
+  chip.hidden = !view.sweep;
+  chip.firstChild.textContent = `sweep #${view.sweep} only `;
+  document.getElementById("runs-count").textContent = `${body.count} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}`;
+  document.getElementById("no-runs").hidden = body.count > 0 || filtered;
+}
+
+function fillTags(tags) {
+  // A tag from the URL that no run carries any more stays selectable, so it can be cleared.
+  if (view.tag && !tags.includes(view.tag)) tags = [...tags, view.tag];
+  const select = document.getElementById("filter-tag");
+  const have = [...select.options].map((o) => o.value).slice(1);
+  if (have.join("\n") === tags.join("\n")) return;
+  select.replaceChildren(el("option", { value: "" }, "any"), ...tags.map((t) => el("option", { value: t }, t)));
+  select.value = tags.includes(view.tag) ? view.tag : "";
+}
+
+let refreshSeq = 0;     // answers to older requests (before a filter changed) are dropped
+let refreshing = false; // the 2-second tick skips while a refresh is on its way
+
+async function refreshRuns() {
+  const mine = ++refreshSeq;
+  refreshing = true;
+  try { await refreshOnce(mine); } finally { if (mine === refreshSeq) refreshing = false; }
+}
+
+async function refreshOnce(mine) {
+  const q = new URLSearchParams({ limit: "500", sort: view.sort });
+  if (view.status) q.set("status", view.status);
+  if (view.tag) q.set("tag", view.tag);
+  if (view.q) q.set("q", view.q);
+  if (view.sweep) q.set("sweep", view.sweep);
+  let res;
+  try { res = await api(`/api/runs?${q}`); } catch (e) { res = { ok: false, body: { detail: String(e) } }; }
+  if (mine !== refreshSeq) return;
+  const error = document.getElementById("runs-error");
+  if (!res.ok) {
+    const d = res.body && res.body.detail;
+    error.textContent = `Could not list the runs: ${Array.isArray(d) ? d.map((x) => x.msg).join("; ") : d || `HTTP ${res.status}`}`;
+    return;
+  }
+  error.textContent = "";
+  fillTags(res.body.tags);
+  await loadSparks(res.body.data);
+  if (mine !== refreshSeq) return;
+  lastList = res.body;
+  render();
+}
+
+function openEditor(r) {
+  editing = r.id;
+  const row = document.querySelector(`tr.run-row[data-run-id="${r.id}"]`);
+  const tr = el("tr", { class: "editor-row" });
+  const cell = el("td", { colspan: 12 });
+  const tags = el("input", { id: "edit-tags", autocomplete: "off", "aria-label": "tags" });
+  tags.value = r.tags.join(", ");
+  const note = el("textarea", { id: "edit-note", rows: 2, "aria-label": "note" });
+  note.value = r.note || "";
+  const error = el("p", { class: "form-error", id: "edit-error", role: "alert" });
+  const save = el("button", { type: "button", id: "edit-save" }, "Save");
+  const cancel = el("button", { type: "button", class: "secondary" }, "Cancel");
+  cell.append(el("label", { class: "edit-field" }, "tags (comma-separated) "), tags,
+              el("label", { class: "edit-field" }, " note "), note, save, " ", cancel, error);
+  tr.append(cell);
+  row.after(tr);
+  tags.focus();
+  const close = () => { editing = null; refreshRuns(); };
+  cancel.addEventListener("click", close);
+  save.addEventListener("click", async () => {
+    const body = {};  // only what changed: a note can be saved whatever the tags hold
+    const newTags = tags.value.split(",").map((t) => t.trim()).filter(Boolean);
+    if (newTags.join("\n") !== r.tags.join("\n")) body.tags = newTags;
+    if (note.value !== (r.note || "")) body.note = note.value;
+    if (!Object.keys(body).length) { close(); return; }
+    const res = await api(`/api/runs/${r.id}`, { method: "PATCH", body: JSON.stringify(body) });
+    if (res.ok) close();
+    else error.textContent = (res.body && Array.isArray(res.body.detail))
+      ? res.body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("\n") : `HTTP ${res.status}`;
+  });
+}
+
+function bindFilters() {
+  let typing = null;
+  document.getElementById("clear-sweep").addEventListener("click", () => { view.sweep = ""; writeView(); refreshRuns(); });
+  document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; writeView(); refreshRuns(); });
+  document.getElementById("filter-tag").addEventListener("change", (e) => { view.tag = e.target.value; writeView(); refreshRuns(); });
+  document.getElementById("filter-text").addEventListener("input", (e) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { view.q = e.target.value.trim(); writeView(); refreshRuns(); }, 250);
+  });
+  for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
+    th.addEventListener("click", () => {
+      const key = th.dataset.sort;
+      // Numbers and dates start descending (newest, highest) on the first click.
+      const first = ["name", "status", "temperature", "alpha", "soft", "hard"].includes(key) ? key : `-${key}`;
+      view.sort = view.sort === first ? (first.startsWith("-") ? key : `-${key}`) : first;
+      writeView();
+      refreshRuns();
+    });
+  }
+}
+
+function bindTable() {
+  document.getElementById("compare-button").addEventListener("click", () => {
+    window.location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`;
+  });
+  readView();
+  bindFilters();
+  refreshRuns();
+  setInterval(() => { if (!document.hidden && !refreshing) refreshRuns(); }, 2000);
+}
