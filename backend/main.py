@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend.api.routes import catalog, compare, inspect, runs
+from backend.api.routes import catalog, compare, inspect, runs, sweeps
 from backend.db.migrate import upgrade
 from backend.db.session import transaction
 from backend.services.runs import FieldError, mark_lost
@@ -75,8 +75,8 @@ def create_app() -> FastAPI:
     )
     app.include_router(runs.router)
     app.include_router(runs.compare_router)
-    app.include_router(runs.experiment_router)
-    app.include_router(runs.sweep_router)
+    app.include_router(sweeps.experiment_router)
+    app.include_router(sweeps.sweep_router)
     app.include_router(inspect.router)
     app.include_router(compare.router)
     app.include_router(catalog.router)

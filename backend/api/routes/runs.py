@@ -20,8 +20,6 @@ from backend.schemas import (
     RunPublic,
     RunsPublic,
     RunUpdate,
-    SweepPublic,
-    SweepRequest,
 )
 from backend.services import catalog
 from backend.services import runs as service
@@ -37,7 +35,7 @@ def create_run(config: RunConfig, session: SessionDep, settings: SettingsDep) ->
     """Validate a run's config, store it as `queued`, and queue it for a worker."""
     run = service.create_run(session=session, config=config, settings=settings)
     session.commit()  # the worker re-reads the row by id: it must exist before the task does
-    _enqueue_all(session, [run])
+    enqueue_all(session, [run])
     return RunPublic.from_orm_run(run)
 
 
@@ -270,29 +268,7 @@ def compare_metrics(
     return JSONResponse({"runs": out})
 
 
-experiment_router = APIRouter(prefix="/api/experiments", tags=["runs"])
-
-
-@experiment_router.post(
-    "/temperature", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep]
-)
-def start_temperature_experiment(session: SessionDep, settings: SettingsDep) -> dict:
-    """Queue the built-in experiment (21 runs on the demo kit) and say where to watch it."""
-    from backend.services.experiment import create_experiment
-
-    tag, runs = create_experiment(session=session, settings=settings)
-    session.commit()
-    _enqueue_all(session, runs)
-    ids = ",".join(str(r.id) for r in runs)
-    return {
-        "tag": tag,
-        "sweep_id": runs[0].sweep_id,
-        "runs": [r.id for r in runs],
-        "compare_url": f"/compare?runs={ids}&group=name&smooth=0&experiment={tag}",
-    }
-
-
-def _enqueue_all(session, runs) -> None:
+def enqueue_all(session, runs) -> None:
     """Queue stored (committed) runs. If the broker fails, the runs not yet queued are marked
     failed with the reason, never left queued forever, and the client hears 503."""
     for i, run in enumerate(runs):
@@ -308,36 +284,3 @@ def _enqueue_all(session, runs) -> None:
                 f"run(s) {ids} were stored but could not be queued: the broker is "
                 f"unreachable ({type(exc).__name__}: {exc})",
             ) from exc
-
-
-sweep_router = APIRouter(prefix="/api/sweeps", tags=["runs"])
-
-
-@sweep_router.post("", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
-def create_sweep(req: SweepRequest, session: SessionDep, settings: SettingsDep) -> dict:
-    """One run per combination of the grid's values (T, alpha, divergence, seed) over the base
-    config, grouped as a sweep and tagged `sweep-<id>`. Every combination is validated before
-    any run is stored."""
-    sweep, runs = service.create_sweep(
-        session=session, base=req.base, grid=req.grid, settings=settings
-    )
-    session.commit()
-    _enqueue_all(session, runs)
-    ids = ",".join(str(r.id) for r in runs)
-    # Group the comparison by the swept field when only one (besides seeds) varies: its bands
-    # are then across seeds. With several, each run is its own line.
-    swept = [k for k in sweep.grid if k != "seed"]
-    group = swept[0] if len(swept) == 1 else ""
-    return {
-        "sweep": SweepPublic.from_orm_sweep(sweep, [r.id for r in runs]).model_dump(mode="json"),
-        "runs": [r.id for r in runs],
-        "compare_url": f"/compare?runs={ids}&group={group}",
-    }
-
-
-@sweep_router.get("/{sweep_id}")
-def get_sweep(sweep_id: int, session: SessionDep) -> SweepPublic:
-    found = sweep_service.get_sweeps(session=session, ids={sweep_id})
-    if not found:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} not found")
-    return found[0]
