@@ -95,7 +95,8 @@ class Stack:
         from backend.cli import worker_command
 
         name = name or ("worker" if queue == "train" else f"{queue}-worker")
-        assert name not in self.procs, f"a process named {name} already runs"
+        running = name in self.procs and self.procs[name].poll() is None
+        assert not running, f"a process named {name} already runs"  # a dead one may restart
         self._spawn(name, worker_command(queue, "INFO"))
 
     def logs(self, name: str) -> str:
