@@ -27,16 +27,6 @@ TAG = "bench-compare"
 TRAIN_KEYS = ["train/soft_loss", "train/hard_loss", "train/loss", "train/grad_norm"]
 EVAL_KEYS = ["eval/kl_true", "eval/kl_teacher", "eval/top1_agreement", "eval/hard_loss"]
 EVAL_EVERY = 100
-CHROMIUM_ARGS = [  # as tests/conftest.py
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Records when compare.js sets <body data-ready>, in ms since navigation start.
 READY_PROBE = """
 new MutationObserver((_, obs) => {
@@ -191,7 +181,7 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from tests.support import Stack
+    from tests.support import CHROMIUM_ARGS, Stack
 
     tmp = Path(tempfile.mkdtemp(prefix="distillscope-bench-"))
     try:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Stack, build_tiny_kit, unavailable
+from tests.support import CHROMIUM_ARGS, Stack, build_tiny_kit, unavailable
 
 
 def _clear_caches() -> None:
@@ -91,16 +91,6 @@ def redis_url():
 
 # Browser tests (test_browser*.py): real headless Chromium driven by Playwright, and a live
 # api + worker stack for the pages to talk to.
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture

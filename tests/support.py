@@ -15,6 +15,19 @@ REQUIRE_SERVICES = os.environ.get("DISTILLSCOPE_REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Headless Chromium as the browser tests and bench/compare_page.py run it.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def unavailable(what: str, why: str) -> None:
     """Skip, or fail under DISTILLSCOPE_REQUIRE_SERVICES=1 (CI), when a service is missing."""
     message = f"{what} unavailable: {why}"
