@@ -17,8 +17,10 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e .
+	@echo "installing distillscope and its dependencies into $(VENV) ..."
+	@t0=$$(date +%s); \
+	  $(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "$(TORCH_SPEC)" || exit 1; \
+	  $(PIP) install --quiet -e . && echo "installed in $$(( $$(date +%s) - t0 )) s"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

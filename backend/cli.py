@@ -87,14 +87,21 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     _apply_data_dir(data_dir)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"distillscope: data dir {settings.data_dir}")
+    t_up = time.perf_counter()
+    print(f"distillscope: data dir {settings.data_dir}", flush=True)
     from backend.db.migrate import upgrade
 
+    t0 = time.perf_counter()
     upgrade()
+    print(f"database migrations: {time.perf_counter() - t0:.1f} s", flush=True)
     rc = subprocess.call([sys.executable, "-m", "backend.cli", "demo", "prepare"])
     if rc != 0:
-        print("demo kit preparation failed", file=sys.stderr)
+        print(
+            "demo kit preparation failed (run it again: finished parts are kept)", file=sys.stderr
+        )
         return rc
+    print("starting the api, a train worker and an inspect worker ...", flush=True)
+    t0 = time.perf_counter()
     # Children get their own session so a terminal Ctrl-C reaches only this supervisor,
     # which then stops them in order.
     procs = {
@@ -118,7 +125,9 @@ def up(host: str, port: int, data_dir: str | None) -> int:
         if not _wait_http(f"http://{shown}:{port}/api/health", procs["api"]):
             print("the api did not start; see the messages above", file=sys.stderr)
             return 1
+        now = time.perf_counter()
         print(
+            f"api answering after {now - t0:.1f} s; up in {now - t_up:.0f} s in all\n"
             f"\ndistillscope is up: http://{shown}:{port}/   (Ctrl-C stops api and worker)\n",
             flush=True,
         )
@@ -139,10 +148,8 @@ def demo_prepare(force: bool) -> int:
     from worker.distill import demo  # imports torch: only in this command's process
 
     settings = get_settings()
-    if demo.prepare(settings, progress=True, force=force):
-        print(f"demo kit written to {settings.data_dir}")
-    else:
-        print(f"demo kit already prepared in {settings.data_dir}")
+    if not demo.prepare(settings, progress=True, force=force):
+        print(f"demo kit: already prepared in {settings.data_dir}")
     return 0
 
 

@@ -42,27 +42,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The demo kit's own code at a tiny scale: untrained teachers (tests assume nothing of them),
+# two small students, and the fine-tuned teacher made by the kit's real fine-tuning (a short
+# budget peaks even an untrained teacher on its own argmax labels).
+TINY_KIT = dict(
+    teacher={"name": "demo-teacher", "n_layer": 2, "n_embd": 32, "n_head": 2},
+    memorised={"name": "demo-teacher-memorised", "n_layer": 2, "n_embd": 32, "n_head": 2},
+    students=(
+        {"name": "demo-student-s", "n_layer": 1, "n_embd": 16, "n_head": 2},
+        {"name": "demo-student-m", "n_layer": 1, "n_embd": 24, "n_head": 2},
+    ),
+    teacher_training=None,
+    memorised_training=None,
+    finetune_training={
+        "max_steps": 40,
+        "batch_size": 16,
+        "seq_len": 64,
+        "learning_rate": 1e-2,
+        "warmup_steps": 5,
+        "eval_interval": 40,
+        "eval_batches": 2,
+        "weight_decay": 0.0,
+    },
+    datasets=("demo", "demo-small"),
+)
+
+
 def build_tiny_kit(root: Path) -> Path:
     """A data dir with the demo language's datasets and tiny GPT-2 models under the demo kit's
-    names, built from a config and a tokenizer trained on the spot (no downloads)."""
+    names, built by the kit's own `prepare` (no downloads)."""
     from backend.settings import Settings
     from worker.distill import demo
 
-    settings = Settings(data_dir=root)
-    demo.write_datasets(settings, ["demo", "demo-small"])
-    tokenizer = demo.build_tokenizer()
-    specs = {
-        "demo-teacher": (2, 32),
-        "demo-teacher-memorised": (2, 32),
-        "demo-student-s": (1, 16),
-        "demo-student-m": (1, 24),
-    }
-    for i, (name, (layers, width)) in enumerate(specs.items()):
-        model = demo.build_model(
-            {"n_layer": layers, "n_embd": width, "n_head": 2}, tokenizer, seed=i
-        )
-        model.save_pretrained(settings.models_dir / name)
-        tokenizer.save_pretrained(settings.models_dir / name)
+    demo.prepare(Settings(data_dir=root), progress=False, kit=demo.Kit(**TINY_KIT))
     return root
 
 

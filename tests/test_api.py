@@ -427,11 +427,11 @@ def test_every_inspect_limit_is_a_422_naming_its_field(client, field, value):
     assert any(field in e["loc"] for e in r.json()["detail"]), r.json()
 
 
-def test_the_built_in_experiment_queues_its_21_runs(client):
+def test_the_built_in_experiment_queues_its_30_runs(client):
     r = client.post("/api/experiments/temperature")
     assert r.status_code == 201, r.text
     body = r.json()
-    assert len(body["runs"]) == 21 and body["compare_url"].startswith("/compare?runs=")
+    assert len(body["runs"]) == 30 and body["compare_url"].startswith("/compare?runs=")
     runs = client.get("/api/runs", params={"limit": 100}).json()["data"]
     models = {m["name"]: m for m in client.get("/api/models").json()}
     vocab = models["demo-teacher"]["vocab_size"]
@@ -440,6 +440,9 @@ def test_the_built_in_experiment_queues_its_21_runs(client):
         "calibrated teacher, T=1",
         "calibrated teacher, T=2",
         "calibrated teacher, T=4",
+        "fine-tuned (peaked) teacher, T=1",
+        "fine-tuned (peaked) teacher, T=2",
+        "fine-tuned (peaked) teacher, T=4",
         "hard labels only",
         "memorised teacher, T=1",
         "memorised teacher, T=2",

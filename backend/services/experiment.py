@@ -1,8 +1,9 @@
 """The built-in experiment, "What does the teacher add, and what does T change?": a student on
 a small data budget (demo-small, 300 sentences) trained on hard labels only, and distilled at
-T = 1, 2, 4 (alpha = 0.9) from the calibrated teacher and from the over-confident one that
-memorised its data; 3 seeds each, 21 runs. The teacher-logit cache (k = V - 1, exact) makes the
-sweep fast: each teacher runs once over the data."""
+T = 1, 2, 4 (alpha = 0.9) from three teachers: the calibrated one, the same teacher fine-tuned
+until peaked (does T > 1 recover what its peaked softmax hides?), and the over-confident one
+that memorised its data; 3 seeds each, 30 runs. The teacher-logit cache (k = V - 1, exact)
+makes the sweep fast: each teacher runs once over the data."""
 
 import time
 
@@ -13,7 +14,11 @@ from backend.schemas import RunConfig
 from backend.services.runs import create_run
 from backend.settings import Settings
 
-TEACHERS = {"demo-teacher": "calibrated teacher", "demo-teacher-memorised": "memorised teacher"}
+TEACHERS = {
+    "demo-teacher": "calibrated teacher",
+    "demo-teacher-finetuned": "fine-tuned (peaked) teacher",
+    "demo-teacher-memorised": "memorised teacher",
+}
 TEMPERATURES = (1.0, 2.0, 4.0)
 SEEDS = (0, 1, 2)
 BASE = {

@@ -1,28 +1,34 @@
-"""The offline demo kit: the demo language's datasets, a word-level tokenizer trained on it, a
-calibrated teacher trained on it, and two untrained smaller students, all written with
-`save_pretrained` under the data dir so they load like any Hugging Face model.
+"""The offline demo kit: the demo language's datasets, a word-level tokenizer trained on it,
+three teachers (calibrated, memorised, and fine-tuned until peaked) and two untrained smaller
+students, all written with `save_pretrained` under the data dir so they load like any Hugging
+Face model.
 
-`distillscope demo prepare` runs `prepare`; `distillscope up` runs it when the kit is missing.
+`distillscope demo prepare` runs `prepare`; `distillscope up` runs it when parts are missing.
+Each part is written to a hidden folder and renamed into place when complete, so an interrupted
+preparation leaves only whole parts, and the next one builds just what is missing.
 """
 
 import json
+import shutil
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from backend.schemas import RunConfig
 from backend.settings import Settings
 from worker.distill import demo_language
+from worker.distill import demo_teachers as teachers
 from worker.distill.data import load_dataset
-from worker.distill.loggers import ListLogger
 from worker.distill.models import hf_logging  # noqa: F401 - quiets transformers' warnings
-from worker.distill.trainer import DistillationRecipe
 
-KIT_VERSION = 2
+# A part built by an older kit is rebuilt only when its own format changed: parts from kit 2
+# stay valid, the fine-tuned teacher arrived with kit 3.
+KIT_VERSION = 3
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 DATASETS = {  # name: (train sentences, train seed, description)
     "demo": (
@@ -46,6 +52,7 @@ DATASETS = {  # name: (train sentences, train seed, description)
 EVAL_SENTENCES, EVAL_SEED = 500, 99
 TEACHER = {"name": "demo-teacher", "n_layer": 4, "n_embd": 128, "n_head": 4}
 MEMORISED = {"name": "demo-teacher-memorised", "n_layer": 4, "n_embd": 128, "n_head": 4}
+FINETUNED = "demo-teacher-finetuned"
 # The over-confident teacher: the same model trained on 300 sentences until it memorised them
 # (peaked, but on the wrong things): softening cannot restore what it never learned.
 MEMORISED_TRAINING = {
@@ -72,16 +79,77 @@ TEACHER_TRAINING = {
     "eval_batches": 8,
     "weight_decay": 0.01,
 }
+# The peaked teacher: the calibrated one fine-tuned on its own argmax labels (one-hot) over the
+# 2,000-sentence set, as SFT leaves an LLM: top-1 ≥ 0.9 at most positions with a choice.
+FINETUNE_TRAINING = {
+    "max_steps": 150,
+    "batch_size": 32,
+    "seq_len": 64,
+    "learning_rate": 3e-4,
+    "warmup_steps": 20,
+    "eval_interval": 150,
+    "eval_batches": 8,
+    "weight_decay": 0.0,
+}
 N_POSITIONS = 128
 
 
-def is_prepared(settings: Settings) -> bool:
-    names = [TEACHER["name"], MEMORISED["name"], *[s["name"] for s in STUDENTS]]
-    for name in names:
-        meta = settings.models_dir / name / "distillscope.json"
-        if not meta.is_file() or json.loads(meta.read_text()).get("kit_version") != KIT_VERSION:
-            return False
-    return all((settings.datasets_dir / d / "dataset.json").is_file() for d in DATASETS)
+@dataclass(frozen=True)
+class Kit:
+    """What `prepare` builds. FULL is the demo kit; the tests build a tiny one with the same
+    code (teachers left untrained when their training is None)."""
+
+    teacher: dict = field(default_factory=lambda: TEACHER)
+    memorised: dict = field(default_factory=lambda: MEMORISED)
+    students: tuple = tuple(STUDENTS)
+    teacher_training: dict | None = field(default_factory=lambda: TEACHER_TRAINING)
+    memorised_training: dict | None = field(default_factory=lambda: MEMORISED_TRAINING)
+    finetune_training: dict = field(default_factory=lambda: FINETUNE_TRAINING)
+    datasets: tuple = tuple(DATASETS)
+    teacher_dataset: str = "demo-large"
+
+
+FULL = Kit()
+
+
+def _model_done(folder: Path, since: int) -> bool:
+    meta = folder / "distillscope.json"
+    try:
+        return json.loads(meta.read_text()).get("kit_version", 0) >= since
+    except (OSError, ValueError):
+        return False
+
+
+def _parts(settings: Settings, kit: Kit) -> list[tuple[str, Callable[[], bool]]]:
+    """(name, done?) for every part, in build order."""
+    models_dir, data_dir = settings.models_dir, settings.datasets_dir
+    parts = [(d, lambda d=d: (data_dir / d / "dataset.json").is_file()) for d in kit.datasets]
+    for spec in kit.students:
+        parts.append((spec["name"], lambda n=spec["name"]: _model_done(models_dir / n, 2)))
+    for name, since in ((kit.teacher["name"], 2), (kit.memorised["name"], 2), (FINETUNED, 3)):
+        parts.append((name, lambda n=name, v=since: _model_done(models_dir / n, v)))
+    return parts
+
+
+def missing_parts(settings: Settings, kit: Kit = FULL) -> list[str]:
+    return [name for name, done in _parts(settings, kit) if not done()]
+
+
+def is_prepared(settings: Settings, kit: Kit = FULL) -> bool:
+    return not missing_parts(settings, kit)
+
+
+@contextmanager
+def _atomic_folder(final: Path):
+    """Yield a hidden sibling folder to write into; it becomes `final` only when the block
+    completes, so a reader (or a resumed preparation) never sees half a part."""
+    tmp = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted attempt
+    tmp.mkdir(parents=True)
+    yield tmp
+    if final.exists():  # --force: replace the old part
+        shutil.rmtree(final)
+    tmp.rename(final)
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -109,23 +177,19 @@ def write_datasets(settings: Settings, names: list[str] | None = None) -> None:
     eval_text = "\n".join(demo_language.sample_corpus(EVAL_SENTENCES, EVAL_SEED)) + "\n"
     for name in names or list(DATASETS):
         n, seed, description = DATASETS[name]
-        folder = settings.datasets_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "train.txt").write_text("\n".join(demo_language.sample_corpus(n, seed)) + "\n")
-        (folder / "eval.txt").write_text(eval_text)
-        (folder / "dataset.json").write_text(
-            json.dumps(
-                {
-                    "kind": "demo-language",
-                    "description": description,
-                    "train": "train.txt",
-                    "eval": "eval.txt",
-                    "train_sentences": n,
-                    "eval_sentences": EVAL_SENTENCES,
-                },
-                indent=1,
-            )
-        )
+        manifest = {
+            "kind": "demo-language",
+            "description": description,
+            "train": "train.txt",
+            "eval": "eval.txt",
+            "train_sentences": n,
+            "eval_sentences": EVAL_SENTENCES,
+        }
+        with _atomic_folder(settings.datasets_dir / name) as folder:
+            train = "\n".join(demo_language.sample_corpus(n, seed)) + "\n"
+            (folder / "train.txt").write_text(train)
+            (folder / "eval.txt").write_text(eval_text)
+            (folder / "dataset.json").write_text(json.dumps(manifest, indent=1))
 
 
 def build_model(spec: dict, tokenizer: PreTrainedTokenizerFast, seed: int) -> GPT2LMHeadModel:
@@ -147,94 +211,116 @@ def build_model(spec: dict, tokenizer: PreTrainedTokenizerFast, seed: int) -> GP
 
 
 def _save(model, tokenizer, folder: Path, meta: dict) -> None:
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    n_params = sum(p.numel() for p in model.parameters())
-    (folder / "distillscope.json").write_text(
-        json.dumps({"kit_version": KIT_VERSION, "parameters": n_params, **meta}, indent=1)
-    )
+    """One model part, written whole or not at all."""
+    with _atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        n_params = sum(p.numel() for p in model.parameters())
+        (tmp / "distillscope.json").write_text(
+            json.dumps({"kit_version": KIT_VERSION, "parameters": n_params, **meta}, indent=1)
+        )
 
 
-class _ProgressLogger(ListLogger):
-    def __init__(self, bar: tqdm):
-        super().__init__()
-        self.bar = bar
-
-    def log(self, points: dict[str, float], step: int) -> None:
-        super().log(points, step)
-        self.bar.update(step - self.bar.n)
-        self.bar.set_postfix(loss=f"{points['train/loss']:.3f}", refresh=False)
-
-
-def train_teacher(
-    settings: Settings,
-    tokenizer,
-    *,
-    spec: dict = TEACHER,
-    dataset: str = "demo-large",
-    training: dict = TEACHER_TRAINING,
-    progress: bool = True,
-) -> dict:
+def _train_from_scratch(settings, tokenizer, spec, dataset, training, progress) -> tuple:
+    """A teacher trained on `dataset`'s labels (left untrained when training is None)."""
     model = build_model(spec, tokenizer, seed=0)
-    cfg = RunConfig(
-        name=spec["name"], teacher="-", student="-", dataset=dataset, alpha=0.0, seed=0, **training
-    )
+    if training is None:
+        return model, {"role": "teacher", "trained_on": None}
     data = load_dataset(
-        settings.datasets_dir / cfg.dataset,
+        settings.datasets_dir / dataset,
         tokenizer,
-        seq_len=cfg.seq_len,
+        seq_len=training["seq_len"],
         vocab_size=len(tokenizer),
     )
-    with tqdm(
-        total=cfg.max_steps, desc=f"training {spec['name']}", disable=not progress, unit="step"
-    ) as bar:
-        logger = _ProgressLogger(bar)
-        recipe = DistillationRecipe(
-            cfg, student=model, teacher=None, data=data, logger=logger, device=torch.device("cpu")
-        )
-        recipe.setup()
-        t0 = time.perf_counter()
-        last = recipe.train()
-    metrics = {k: v for k, v in last.items() if k.startswith("eval/")}
-    _save(
-        model.cpu(),
-        tokenizer,
-        settings.models_dir / spec["name"],
-        {
-            "role": "teacher",
-            "trained_on": cfg.dataset,
-            "train_seconds": time.perf_counter() - t0,
-            "eval": metrics,
-        },
+    metrics, seconds = teachers.timed(
+        teachers.train_plain,
+        model,
+        data,
+        name=spec["name"],
+        dataset=dataset,
+        training={**training, "seed": 0},
+        progress=progress,
     )
-    return metrics
+    meta = {"role": "teacher", "trained_on": dataset, "train_seconds": seconds, "eval": metrics}
+    return model, meta
 
 
-def prepare(settings: Settings, *, progress: bool = True, force: bool = False) -> bool:
-    """Build the kit under settings.data_dir; returns False when it was already there."""
-    if not force and is_prepared(settings):
-        return False
+def _finetune(settings, tokenizer, kit: Kit, progress: bool) -> tuple:
+    """The peaked teacher, from the calibrated one (read back from its folder)."""
+    base = teachers.load(settings.models_dir / kit.teacher["name"])
+    data = teachers.eval_split(settings, tokenizer, "demo")
+    model, seconds = teachers.timed(
+        teachers.finetune,
+        base,
+        data,
+        name=FINETUNED,
+        dataset="demo",
+        training={**kit.finetune_training, "seed": 0},
+        progress=progress,
+    )
+    meta = {
+        "role": "teacher",
+        "trained_on": "demo",
+        "made": f"{kit.teacher['name']} fine-tuned for {kit.finetune_training['max_steps']} "
+        "steps on its own argmax labels (one-hot, as supervised fine-tuning data is) over the "
+        "demo set's 2,000 sentences, until peaked",
+        "train_seconds": seconds,
+        # What it keeps of the truth, before (the calibrated teacher) and after, held out.
+        "profile_before": teachers.profile(base, data.eval),
+        "profile": teachers.profile(model, data.eval),
+    }
+    return model, meta
+
+
+def prepare(
+    settings: Settings, *, progress: bool = True, force: bool = False, kit: Kit = FULL
+) -> list[str]:
+    """Build the kit's missing parts under settings.data_dir (every part with force); returns
+    the names built, [] when the kit was complete."""
+    say = print if progress else (lambda *a, **k: None)
+    todo = [n for n, done in _parts(settings, kit) if force or not done()]
+    if not todo:
+        return []
+    total = len(_parts(settings, kit))
+    say(f"demo kit: building {len(todo)} of {total} parts in {settings.data_dir}", flush=True)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
-    write_datasets(settings)
+    t_kit = time.perf_counter()
+    datasets = [d for d in kit.datasets if d in todo]
+    if datasets:
+        t0 = time.perf_counter()
+        write_datasets(settings, datasets)
+        say(f"  datasets {', '.join(datasets)}: {time.perf_counter() - t0:.1f} s", flush=True)
     tokenizer = build_tokenizer()
-    for i, spec in enumerate(STUDENTS):
-        _save(
-            build_model(spec, tokenizer, seed=100 + i),
-            tokenizer,
-            settings.models_dir / spec["name"],
-            {"role": "student", "trained_on": None},
-        )
+    for i, spec in enumerate(kit.students):
+        if spec["name"] in todo:
+            model = build_model(spec, tokenizer, seed=100 + i)
+            _save(model, tokenizer, settings.models_dir / spec["name"], {"role": "student"})
+            say(f"  {spec['name']}: untrained student, {_params(model)} parameters", flush=True)
     for spec, dataset, training in (
-        (TEACHER, "demo-large", TEACHER_TRAINING),
-        (MEMORISED, "demo-small", MEMORISED_TRAINING),
+        (kit.teacher, kit.teacher_dataset, kit.teacher_training),
+        (kit.memorised, "demo-small", kit.memorised_training),
     ):
-        metrics = train_teacher(
-            settings, tokenizer, spec=spec, dataset=dataset, training=training, progress=progress
-        )
-        if progress:
-            print(
-                f"{spec['name']}: held-out KL to the true distribution "
-                f"{metrics.get('eval/kl_true', float('nan')):.3f} nats/token, "
-                f"cross-entropy {metrics.get('eval/hard_loss', float('nan')):.3f}"
+        if spec["name"] not in todo:
+            continue
+        model, meta = _train_from_scratch(settings, tokenizer, spec, dataset, training, progress)
+        _save(model, tokenizer, settings.models_dir / spec["name"], meta)
+        if "eval" not in meta:
+            say(f"  {spec['name']}: left untrained", flush=True)
+        else:
+            say(
+                f"  {spec['name']}: held-out KL to the true distribution "
+                f"{meta['eval'].get('eval/kl_true', float('nan')):.3f} nats/token, "
+                f"{meta['train_seconds']:.0f} s",
+                flush=True,
             )
-    return True
+    if FINETUNED in todo:
+        model, meta = _finetune(settings, tokenizer, kit, progress)
+        _save(model, tokenizer, settings.models_dir / FINETUNED, meta)
+        say(f"  {FINETUNED}: {teachers.describe(meta['profile'])}", flush=True)
+        say(f"    (before fine-tuning: {teachers.describe(meta['profile_before'])})", flush=True)
+    say(f"demo kit ready in {time.perf_counter() - t_kit:.0f} s", flush=True)
+    return todo
+
+
+def _params(model) -> str:
+    return f"{sum(p.numel() for p in model.parameters()):,}"

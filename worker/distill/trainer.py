@@ -21,6 +21,7 @@ from worker.distill.checkpoint import load_trainer_state, save_checkpoint
 from worker.distill.data import IGNORE, DistillData, batch_indices
 from worker.distill.loggers import MetricLogger
 from worker.distill.losses import TopKLogits, distillation_loss
+from worker.distill.truth import kl_true, top5_overlap
 
 
 def pick_device() -> torch.device:
@@ -252,11 +253,13 @@ class DistillationRecipe:
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics, per real token: eval/hard_loss, eval/perplexity, and with a
         teacher eval/soft_loss (at the run's T), eval/kl_teacher (KL(p||q) at T = 1),
-        eval/top1_agreement; on the demo language eval/kl_true = KL(truth || student)."""
+        eval/top1_agreement; on the demo language eval/kl_true = KL(truth || student) and
+        eval/top5_true, how much of the truth's top-5 ranking the student keeps."""
         t0 = time.perf_counter()
         cfg, split = self.cfg, self.data.eval
         self.student.eval()
         sums = {"hard": 0.0, "soft": 0.0, "kl_teacher": 0.0, "agree": 0.0, "kl_true": 0.0}
+        sums["top5"], n_choice = 0.0, 0
         n_total = 0
         n_seq = min(len(split), cfg.eval_batches * cfg.batch_size)
         for start in range(0, n_seq, cfg.batch_size):
@@ -288,9 +291,10 @@ class DistillationRecipe:
                 sums["agree"] += float(agree.sum())
             if split.truth is not None:
                 truth = split.truth[sl].to(self.device)[mask]
-                log_q = torch.log_softmax(s_logits[mask].float(), dim=-1)
-                log_truth = torch.where(truth > 0, truth.clamp_min(1e-30).log(), 0.0)
-                sums["kl_true"] += float((truth * (log_truth - log_q)).sum())
+                sums["kl_true"] += float(kl_true(s_logits[mask], truth))
+                overlap, rows = top5_overlap(s_logits[mask], truth)
+                sums["top5"] += float(overlap)
+                n_choice += rows
         self.student.train()
         n_total = max(n_total, 1)
         out = {
@@ -303,5 +307,6 @@ class DistillationRecipe:
             out["eval/top1_agreement"] = sums["agree"] / n_total
         if split.truth is not None:
             out["eval/kl_true"] = sums["kl_true"] / n_total
+            out["eval/top5_true"] = sums["top5"] / max(n_choice, 1)
         out["_eval_seconds"] = time.perf_counter() - t0
         return out
