@@ -110,6 +110,33 @@ def browser():
         b.close()
 
 
+def module_env(tiny_kit: Path, tmp: Path) -> dict[str, str]:
+    """The `env` fixture's settings for a stack shared by a whole test module."""
+    return {
+        "DISTILLSCOPE_DATA_DIR": str(tmp / "data"),
+        "DISTILLSCOPE_MODEL_ROOTS": str(tiny_kit / "models"),
+        "DISTILLSCOPE_DATASET_ROOTS": str(tiny_kit / "datasets"),
+        # Unset in the children even when the caller's environment sets them.
+        "DISTILLSCOPE_DATABASE_URL": "",
+        "DISTILLSCOPE_BROKER_URL": "",
+        "DISTILLSCOPE_API_TOKEN": "",
+    }
+
+
+@pytest.fixture(scope="module")
+def shared_inspect_stack(tiny_kit, tmp_path_factory):
+    """An api and an inspect worker for every test of a module (tests must not change what
+    the others see: inspections only)."""
+    tmp = tmp_path_factory.mktemp("inspect-stack")
+    s = Stack(module_env(tiny_kit, tmp), tmp)
+    try:
+        s.start(worker=False)
+        s.start_worker("inspect")
+        yield s
+    finally:
+        s.stop()
+
+
 @pytest.fixture
 def stack(env, tmp_path):
     s = Stack(env, tmp_path)

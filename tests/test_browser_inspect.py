@@ -1,11 +1,18 @@
-"""The inspect page in real headless Chromium with a real inspect worker: the temperature
-slider re-inspects at its T, and the explainer beside the inspector is built from the answer's
-own numbers (the tiny kit's teacher is untrained, so nothing here assumes it is confident)."""
+"""The inspect page in real headless Chromium with a real inspect worker, one stack for the
+module: the default view shows the fine-tuned (peaked) teacher beside the truth; every shown
+token has every model's real bar; one y-axis for every temperature (with a switch); the
+temperature slider re-inspects at its T; and the explainer's words follow the numbers, down to
+telling runner-ups that T reveals from plain flattening toward uniform. The tiny kit's plain
+teacher is untrained, so nothing here assumes it is confident; its fine-tuned teacher is
+peaked by the kit's own fine-tuning."""
 
-from urllib.parse import parse_qs, urlparse
+import shutil
+from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
 import pytest
+
+from tests.support import Stack
 
 pytestmark = pytest.mark.browser
 
@@ -13,13 +20,75 @@ URL = "/inspect?models=demo-teacher,demo-student-s&prompt=the%20lazy&temperature
 
 
 def _open(browser, stack, path=URL):
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(stack.url + path)
     page.wait_for_selector("#bars-slider .main-svg", timeout=90_000)
-    page.wait_for_selector("#bars-1 .main-svg", timeout=30_000)
+    page.wait_for_selector("#bars-0 .main-svg", timeout=30_000)
     return page, errors
+
+
+def _bars(page, chart: str) -> list[dict]:
+    return page.evaluate(
+        f"document.getElementById('{chart}').data.map(t => ({{name: t.name, x: t.x, y: t.y}}))"
+    )
+
+
+def test_default_view_shows_the_peaked_fine_tuned_teacher_beside_the_truth(
+    browser, shared_inspect_stack
+):
+    page, errors = _open(browser, shared_inspect_stack, "/inspect")
+    request = page.evaluate("lastRequest")
+    assert request["models"][0] == "demo-teacher-finetuned" and request["prompt"] == "the lazy"
+    assert request["temperatures"][0] == 1
+    answer = httpx.post(f"{shared_inspect_stack.url}/api/inspect", json=request, timeout=60).json()
+    at1 = answer["temperatures"][0]["models"][0]
+    # Peaked at T = 1 on the default prompt, and the page says so with that number.
+    assert at1["top"][0]["prob"] >= 0.9
+    assert float(page.get_attribute("#why-top1-p", "data-value")) == pytest.approx(
+        at1["top"][0]["prob"]
+    )
+    assert "is a confident distribution" in page.text_content("#why-plain")
+    # Every shown token has a bar for every model: its real probability, also outside the
+    # model's own top k (no bar read as 0).
+    bars = _bars(page, "bars-0")
+    assert bars[0]["name"] == "demo-teacher-finetuned" and bars[1]["name"] == "demo-teacher"
+    shown = [s["token"] for s in answer["shown"]]
+    for trace, model in zip(bars, answer["temperatures"][0]["models"], strict=False):
+        assert len(trace["y"]) == len(shown)
+        assert trace["y"] == pytest.approx(model["shown_probs"])
+    # The truth at T = 1, labelled so, the same in every temperature's chart.
+    truth = [t for t in bars if t["name"].startswith("truth")]
+    assert len(truth) == 1 and "T = 1" in truth[0]["name"]
+    assert _bars(page, "bars-2")[-1]["y"] == truth[0]["y"]
+    # One y-axis for every temperature's chart; the switch frees them (and the URL says so).
+    ranges = page.evaluate(
+        "[...document.querySelectorAll('#bars .chart, #bars-slider')]"
+        ".map(d => d._fullLayout.yaxis.range.map(v => +v.toFixed(6)))"
+    )
+    assert len(ranges) == 4 and all(r == ranges[0] for r in ranges)
+    assert ranges[0][1] >= max(max(t["y"]) for t in bars)
+    page.uncheck("#same-y")
+    page.wait_for_function("new URL(location.href).searchParams.get('y') === 'free'")
+    free = page.evaluate(
+        "[...document.querySelectorAll('#bars .chart')].map(d => d._fullLayout.yaxis.range[1])"
+    )
+    assert len(set(round(v, 6) for v in free)) > 1
+    assert not errors, errors
+
+
+def test_inspector_shows_both_models_at_two_temperatures(browser, shared_inspect_stack):
+    page, errors = _open(browser, shared_inspect_stack)
+    for i in (0, 1):
+        names = page.evaluate(f"document.getElementById('bars-{i}').data.map(t => t.name)")
+        assert names[:2] == ["demo-teacher", "demo-student-s"]  # both models' bars
+        assert any(n.startswith("truth (demo language") for n in names)
+    assert page.locator("#stats-table tbody tr").count() == 4  # 2 temperatures × 2 models
+    assert page.text_content("#tokens .token.current") == "lazy"
+    page.click("#tokens .token >> nth=1")  # move to the position after "the"
+    page.wait_for_selector("#tokens .token.current >> text=the")
+    assert not errors, errors
 
 
 def _slider_shows(page, t: str) -> None:
@@ -31,8 +100,8 @@ def _slider_shows(page, t: str) -> None:
     )
 
 
-def test_slider_reinspects_at_its_temperature(browser, inspect_stack):
-    page, errors = _open(browser, inspect_stack, URL + "&t=0.5")
+def test_slider_reinspects_at_its_temperature(browser, shared_inspect_stack):
+    page, errors = _open(browser, shared_inspect_stack, URL + "&t=0.5")
     assert page.text_content("#i-t-value") == "T = 0.5"  # the URL's T, restored
     _slider_shows(page, "0.5")
     # Slide to log2(T) = 1.575, i.e. T ≈ 2.98, shown as T = 3.0; 3 is not in the list.
@@ -40,7 +109,7 @@ def test_slider_reinspects_at_its_temperature(browser, inspect_stack):
     assert page.text_content("#i-t-value") == "T = 3.0"
     _slider_shows(page, "3")
     names = page.evaluate("document.getElementById('bars-slider').data.map(t => t.name)")
-    assert names[:2] == ["demo-teacher", "demo-student-s"]  # both models' bars, raw names
+    assert names[:2] == ["demo-teacher", "demo-student-s"]  # both models' bars
     assert all(
         page.evaluate("document.getElementById('bars-slider').data.map(t => t.y.length > 0)")
     )
@@ -63,11 +132,11 @@ def test_slider_reinspects_at_its_temperature(browser, inspect_stack):
     assert not errors, errors
 
 
-def test_explainer_uses_the_answers_numbers(browser, inspect_stack):
-    page, errors = _open(browser, inspect_stack)
+def test_explainer_uses_the_answers_numbers(browser, shared_inspect_stack):
+    page, errors = _open(browser, shared_inspect_stack, URL + "&t=2")
     request = page.evaluate("lastRequest")
-    assert request["temperatures"] == [1, 4, 2]  # the list, then the slider's default T
-    answer = httpx.post(f"{inspect_stack.url}/api/inspect", json=request, timeout=60).json()
+    assert request["temperatures"] == [1, 4, 2]  # the list, then the slider's T
+    answer = httpx.post(f"{shared_inspect_stack.url}/api/inspect", json=request, timeout=60).json()
     at1 = answer["temperatures"][0]
     assert at1["temperature"] == 1
     top = at1["models"][0]["top"][0]
@@ -94,65 +163,193 @@ def test_explainer_uses_the_answers_numbers(browser, inspect_stack):
     # The KL at the slider's T (2) is the answer's, for the student.
     kl = answer["temperatures"][2]["vs_first"]["demo-student-s"]["kl_ab"][answer["position"]]
     assert page.evaluate("v => fmt(v)", kl) in page.text_content("#why-same-t")
-    # What the slider's T (2, above T = 1) does to the runner-ups, named as text, with the
-    # entropy it reaches.
+    # What the slider's T does, with the entropy it reaches; the untrained teacher is near
+    # uniform, so whatever rises is either revealed or flattening, as its numbers say.
     at2 = answer["temperatures"][2]["models"][0]
     reveals = page.text_content("#why-reveals")
     assert "At T = 2 (the slider's)" in reveals
-    assert any(page.evaluate("t => visible(t)", t["token"]) in reveals for t in at2["top"][1:4])
     assert f"the entropy is {page.evaluate('v => fmt(v)', at2['entropy'])} nats" in reveals
+    verdict = page.evaluate(
+        """a => { const b = a.temperatures[0].models[0], h = a.temperatures[2].models[0];
+        const c = classifyRunnerUps(a.shown.map((s, i) => ({token: s.token,
+          base: b.shown_probs[i], hot: h.shown_probs[i]})), a.vocab_size);
+        return [c.revealed.length, c.flattening.length]; }""",
+        answer,
+    )
+    assert ("lifts its runner-ups" in reveals) == (verdict[0] > 0)
+    assert ("flattening toward uniform" in reveals) == (verdict[1] > 0)
     assert not errors, errors
 
 
-def test_run_models_are_labelled_readably(browser, inspect_stack):
-    page = browser.new_page()
-    page.goto(inspect_stack.url + URL)
-    page.wait_for_selector("#bars-0 .main-svg", timeout=90_000)
+def test_run_models_are_labelled_readably(browser, shared_inspect_stack):
+    page, _ = _open(browser, shared_inspect_stack)
     assert page.evaluate("readable('run:3@200')") == "student of run 3 @ step 200"
     assert page.evaluate("readable('run:3')") == "student of run 3"
     assert page.evaluate("readable('demo-teacher')") == "demo-teacher"
+    # The answer's own labels and roles win: the api names a run's student after its run.
+    out = {"about": [{"model": "run:5", "role": "student", "label": "student of run 5, hard"}]}
+    assert page.evaluate("o => labelOf(o, 'run:5')", out) == "student of run 5, hard"
+    assert page.evaluate("o => roleOf(o, 'run:5')", out) == "student"
     # Model strings travel unchanged into the request.
     page.fill("#i-models", "demo-teacher, run:7@40")
     assert page.evaluate("readForm().models") == ["demo-teacher", "run:7@40"]
 
 
-def test_explainer_for_a_confident_teacher_and_a_run_checkpoint(browser, inspect_stack):
-    """The tiny kit's teacher is untrained, so the confident case is drawn from a made-up
-    answer: a peaked teacher at T = 1, its runner-ups lifted at T = 4, a run's checkpoint."""
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(inspect_stack.url + URL)
-    page.wait_for_selector("#bars-0 .main-svg", timeout=90_000)
+# ---- The explainer's words on made-up answers with contrasting numbers.
 
-    def block(t, probs, entropy, kl):
-        top = [{"id": i, "token": tok, "prob": p} for i, (tok, p) in enumerate(probs)]
-        model = {"top": top, "entropy": entropy, "mass_outside_top_k": 1 - sum(p for _, p in probs)}
+V = 80
+PEAKED = {  # a fine-tuned teacher after "the lazy": peaked, with the right runner-ups under it
+    "cat": (0.97, 0.30),
+    "kitten": (0.012, 0.09),
+    "kitty": (0.008, 0.07),
+    "tomcat": (0.004, 0.05),
+    "dog": (0.002, 0.035),
+    "across": (2.5e-4, 0.018),  # rank 6: rises toward uniform (1/80 = 0.0125), nothing more
+}
+UNIFORMISH = {  # an untrained model: a little above uniform everywhere, rising toward it
+    "cat": (0.030, 0.016),
+    "across": (0.020, 0.015),
+    "the": (0.018, 0.0149),
+    "barks": (0.017, 0.0148),
+    "pond": (0.016, 0.0147),
+}
+NOISE = {  # peaked, and the runner-ups T lifts never reach twice the uniform share
+    "cat": (0.99, 0.40),
+    "across": (2.5e-4, 0.018),
+    ".": (2.0e-4, 0.017),
+    "the": (1.0e-4, 0.014),
+}
+
+
+def _answer(table: dict, truth: list | None, student: str = "run:3@200") -> dict:
+    names = list(table)
+
+    def block(t, col):
+        model = {
+            "top": [
+                {"id": i, "token": n, "prob": table[n][col]}
+                for i, n in sorted(enumerate(names), key=lambda x: -table[x[1]][col])
+            ],
+            "shown_probs": [table[n][col] for n in names],
+            "entropy": 0.2 if col == 0 else 3.9,
+            "mass_outside_top_k": max(0.0, 1 - sum(v[col] for v in table.values())),
+        }
         return {
             "temperature": t,
-            "models": [{**model, "model": "demo-teacher"}, {**model, "model": "run:3@200"}],
-            "vs_first": {"run:3@200": {k: [0, 0, kl] for k in ("kl_ab", "kl_ba", "js", "tv")}},
+            "models": [{**model, "model": "demo-teacher-finetuned"}, {**model, "model": student}],
+            "vs_first": {student: {k: [0, 0, 0.1 / t] for k in ("kl_ab", "kl_ba", "js", "tv")}},
         }
 
-    out = {
+    return {
         "tokens": ["<bos>", "the", "lazy"],
         "position": 2,
-        "vocab_size": 80,
-        "models": ["demo-teacher", "run:3@200"],
-        "temperatures": [
-            block(1, [("cat", 0.97), ("kit ten", 0.02), ("<b>x</b>", 0.005)], 0.15, 0.1),
-            block(4, [("cat", 0.5), ("kit ten", 0.2), ("<b>x</b>", 0.1)], 1.9, 0.02),
+        "vocab_size": V,
+        "models": ["demo-teacher-finetuned", student],
+        "about": [
+            {"model": "demo-teacher-finetuned", "role": "teacher", "label": "demo-teacher-ft"},
+            {"model": student, "role": "student", "label": "student of run 3, T=4 @ step 200"},
         ],
-        "truth": None,
+        "shown": [{"id": i, "token": n} for i, n in enumerate(names)],
+        "temperatures": [block(1, 0), block(4, 1)],
+        "truth": truth,
     }
-    page.evaluate("out => renderWhy(out, out.temperatures, out.temperatures[1])", out)
-    why = page.text_content("#inspect-why")
+
+
+def _why(page, answer: dict) -> str:
+    page.evaluate("o => renderWhy(o, o.temperatures, o.temperatures[1])", answer)
+    return page.text_content("#inspect-why")
+
+
+def test_runner_ups_are_told_from_flattening_on_contrasting_numbers(browser, shared_inspect_stack):
+    page, errors = _open(browser, shared_inspect_stack)
+
+    def classify(table):
+        tokens = [{"token": n, "base": b, "hot": h} for n, (b, h) in table.items()]
+        c = page.evaluate("a => classifyRunnerUps(a[0], a[1])", [tokens, V])
+        return [t["token"] for t in c["revealed"]], [t["token"] for t in c["flattening"]]
+
+    # Peaked with structure: its top 5 rise to over twice 1/V; rank 6 is only flattening.
+    assert classify(PEAKED) == (["kitten", "kitty", "tomcat", "dog"], ["across"])
+    # Uniform-ish: nothing stands out (nothing even rises but toward 1/V, from above).
+    assert classify(UNIFORMISH) == ([], [])
+    # Peaked, but the lifted tokens stay under 2/V: flattening, not knowledge.
+    assert classify(NOISE) == ([], ["across", ".", "the"])
+
+    truth = [
+        {"token": "cat", "prob": 0.39},
+        {"token": "dog", "prob": 0.13},
+        {"token": "kitten", "prob": 0.08},
+        {"token": "kitty", "prob": 0.05},
+        {"token": "tomcat", "prob": 0.03},
+    ]
+    why = _why(page, _answer(PEAKED, truth))
     assert "is a confident distribution" in why
-    assert page.text_content("#why-top1") == "“cat”"
-    assert page.text_content("#why-top1-p") == "0.97"
-    assert "lifts the runner-ups" in page.text_content("#why-reveals")
-    assert "“kit␣ten” 0.02 → 0.2" in why and "“<b>x</b>” 0.005 → 0.1" in why  # tokens as text
-    assert page.locator("#inspect-why b").count() == 0
-    assert "KL(demo-teacher ‖ student of run 3 @ step 200) = 0.02 nats" in why
-    assert "the factor is 16" in why and "16 × 0.02 = 0.32" in why
+    revealed = page.text_content("#why-revealed")
+    assert "lifts its runner-ups well above the uniform share 1/80 = 0.0125" in revealed
+    assert "“kitten” 0.012 → 0.09" in revealed and "2nd, 3rd, 4th" in revealed
+    assert "flattening toward uniform" in page.text_content("#why-flattening")
+    assert "“across” 2.50e-4 → 0.018" in page.text_content("#why-flattening")
+    # Against the truth: kitten 3rd, kitty 4th, tomcat 5th — the truth's order among them.
+    assert "kitten 3rd, kitty 4th, tomcat 5th" in page.text_content("#why-truth")
+    assert "in the truth's relative order, but not the truth's own runner-ups" in (
+        page.text_content("#why-truth")
+    )
+    # The T² example uses the student (a run's checkpoint), labelled by the answer.
+    assert "for student of run 3, T=4 @ step 200 counts as 16 × 0.025 = 0.4" in why
+
+    exact = [truth[0], truth[2], truth[3], truth[4], truth[1]]  # cat, kitten, kitty, tomcat, dog
+    _why(page, _answer(PEAKED, exact))
+    assert "exactly the truth's runner-ups, in its order" in page.text_content("#why-truth")
+    scrambled = [truth[0], truth[3], truth[2], truth[1], truth[4]]
+    _why(page, _answer(PEAKED, scrambled))
+    assert "not in the truth's order" in page.text_content("#why-truth")
+
+    why = _why(page, _answer(UNIFORMISH, None))
+    assert "not a confident distribution" in why
+    assert page.locator("#why-revealed").count() == 0
+    assert "No token below its top one gains" in page.text_content("#why-reveals")
+
+    why = _why(page, _answer(NOISE, None))
+    assert page.locator("#why-revealed").count() == 0
+    flat = page.text_content("#why-flattening")
+    assert "No runner-up stands out" in flat and "1/80 = 0.0125" in flat
+    assert "nearly right" not in why
+    # Tokens stay text whatever they look like.
+    evil = {"cat": (0.97, 0.3), "<b>x</b>": (0.02, 0.1)}
+    why = _why(page, _answer(evil, None))
+    assert "“<b>x</b>” 0.02 → 0.1" in why and page.locator("#inspect-why b").count() == 0
     assert not errors, errors
+
+
+def test_a_token_that_looks_like_html_is_rendered_as_text(browser, env, tmp_path, tiny_kit):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    evil = "<img src=x onerror=alert(1)>"
+    models = tmp_path / "evil-models"
+    for name in ("demo-teacher", "demo-student-s"):
+        tok = AutoTokenizer.from_pretrained(tiny_kit / "models" / name)
+        tok.add_tokens([evil])
+        model = AutoModelForCausalLM.from_pretrained(tiny_kit / "models" / name)
+        model.resize_token_embeddings(len(tok))
+        model.save_pretrained(models / f"evil-{name}")
+        tok.save_pretrained(models / f"evil-{name}")
+    s = Stack({**env, "DISTILLSCOPE_MODEL_ROOTS": f"{models},{tiny_kit / 'models'}"}, tmp_path)
+    try:
+        s.start(worker=False)
+        s.start_worker("inspect")
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(
+            f"{s.url}/inspect?models=evil-demo-teacher,evil-demo-student-s"
+            f"&prompt={quote('the ' + evil + ' lazy')}&temperatures=1,2&k=100"
+        )
+        page.wait_for_selector("#bars-0 .main-svg", timeout=90_000)
+        texts = page.eval_on_selector_all("#tokens .token", "els => els.map(e => e.textContent)")
+        assert evil.replace(" ", "␣") in texts  # shown as text, whitespace made visible
+        assert page.locator("#result img").count() == 0  # never parsed as HTML
+        page.wait_for_timeout(500)
+        assert not dialogs
+    finally:
+        s.stop()
+        shutil.rmtree(models, ignore_errors=True)

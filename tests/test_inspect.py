@@ -47,6 +47,35 @@ def test_probabilities_come_from_the_full_softmax(settings, tiny_kit):
     )
 
 
+def test_every_shown_token_has_every_models_real_probability(settings, tiny_kit):
+    """The charts show the union of the models' top k and the truth's; each model's bar for a
+    token outside its own top k is its real probability, never a missing bar read as 0."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    names = ["demo-teacher-finetuned", "demo-student-s"]
+    req = InspectRequest(models=names, prompt="the lazy", temperatures=[1.0, 4.0], k=3)
+    out = inspect_prompt(req, settings)
+    tok = AutoTokenizer.from_pretrained(tiny_kit / "models" / names[0])
+    ids = torch.tensor([tok("the lazy")["input_ids"]])
+    shown = [s["id"] for s in out["shown"]]
+    assert len(set(shown)) == len(shown)
+    assert [s["token"] for s in out["shown"]] == tok.convert_ids_to_tokens(shown)
+    truth_top = {e["token"] for e in out["truth"][:3]}
+    assert truth_top <= {s["token"] for s in out["shown"]}
+    outside = 0
+    for mi, name in enumerate(names):
+        model = AutoModelForCausalLM.from_pretrained(tiny_kit / "models" / name)
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, -1, : len(tok)]
+        for block, temperature in zip(out["temperatures"], [1.0, 4.0], strict=True):
+            entry = block["models"][mi]
+            assert {t["id"] for t in entry["top"]} <= set(shown)
+            p = torch.softmax(logits / temperature, -1)
+            assert entry["shown_probs"] == pytest.approx(p[shown].tolist(), abs=1e-6)
+            outside += len(set(shown) - {t["id"] for t in entry["top"]})
+    assert outside > 0  # some bars are tokens outside that model's own top k
+
+
 def test_divergences_between_models(settings):
     req = InspectRequest(
         models=["demo-teacher", "demo-teacher", "demo-student-s"],
@@ -186,6 +215,10 @@ def test_inspection_through_the_inspect_queue(env, tmp_path):
         out = r.json()
         assert [b["temperature"] for b in out["temperatures"]] == [0.5, 1, 2, 4, 8]
         assert len(out["temperatures"][0]["models"][1]["top"]) == 3
+        assert out["about"] == [  # roles from the kit's records, for the page's wording
+            {"model": "demo-teacher", "role": "teacher", "label": "demo-teacher"},
+            {"model": "demo-student-s", "role": "student", "label": "demo-student-s"},
+        ]
         bad = httpx.post(f"{stack.url}/api/inspect", json={**body, "temperatures": [0]})
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][1] == "temperatures"
         bad = httpx.post(f"{stack.url}/api/inspect", json={**body, "models": ["nope"]})
@@ -198,3 +231,25 @@ def test_inspection_through_the_inspect_queue(env, tmp_path):
         )
     finally:
         stack.stop()
+
+
+def test_a_runs_student_is_labelled_by_its_run(client):
+    from backend.db.session import new_session
+    from backend.services.inspection import about_models
+    from backend.settings import get_settings
+
+    body = {"name": "hard labels only", "teacher": "demo-teacher", "student": "demo-student-s"}
+    run = client.post("/api/runs", json={**body, "dataset": "demo", "alpha": 0.0}).json()
+    with new_session() as session:
+        about = about_models(
+            names=[f"run:{run['id']}@100", f"run:{run['id']}", "run:999", "demo-teacher-finetuned"],
+            session=session,
+            settings=get_settings(),
+        )
+    assert [a["label"] for a in about] == [
+        f"student of run {run['id']}, hard labels only, @ step 100",
+        f"student of run {run['id']}, hard labels only",
+        "student of run 999",
+        "demo-teacher-finetuned",
+    ]
+    assert [a["role"] for a in about] == ["student", "student", "student", "teacher"]

@@ -161,9 +161,18 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
     entropy = (p * log_p).sum(-1).neg_()  # (M, T, L)
     top = torch.topk(p[:, :, position], min(req.k, vocab), dim=-1)  # (M, T, k)
     div = _divergences(log_p[:1], log_p[1:], p[:1], p[1:])  # each (M-1, T, L)
+    prompt_words = [names[i] for i in ids[1 : position + 1]]  # without <bos>
+    truth = _truth(prompt_words) if tok.speaks_demo else None
 
     # One device-to-host copy (.tolist()) per tensor; the answer is built from plain lists.
     top_ids, top_p = top.indices.tolist(), top.values.tolist()
+    # The tokens the charts show: every model's top k at every T (T keeps a model's order, so
+    # these are its top k at T = 1 but for ties), then the truth's top k; each with every
+    # model's own probability, so a token outside one model's top k still gets its real bar.
+    shown = list(dict.fromkeys(i for per_t in top_ids for ids_t in per_t for i in ids_t))
+    if truth is not None:
+        shown += [i for i in _ids(tok, truth[: req.k]) if i not in set(shown)]
+    shown_p = p[:, :, position, shown].tolist()  # (M, T, S)
     entropy = entropy.tolist()
     div = dict(zip(div, torch.stack(list(div.values())).tolist(), strict=True))
     per_t = []
@@ -175,6 +184,7 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
                     {"id": i, "token": names[i], "prob": pr}
                     for i, pr in zip(top_ids[mi][ti], top_p[mi][ti], strict=True)
                 ],
+                "shown_probs": shown_p[mi][ti],
                 "entropy": entropy[mi][ti][position],
                 "mass_outside_top_k": max(0.0, 1.0 - sum(top_p[mi][ti])),
                 "entropy_per_position": entropy[mi][ti],
@@ -194,5 +204,10 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
         "vocab_size": vocab,
         "models": req.models,
         "temperatures": per_t,
-        "truth": _truth(tokens[1 : position + 1]) if tok.speaks_demo else None,  # drop <bos>
+        "shown": [{"id": i, "token": names[i]} for i in shown],
+        "truth": truth,  # at T = 1: the language's own distribution is never softened
     }
+
+
+def _ids(tok: _Vocab, words: list[dict]) -> list[int]:
+    return [tok.tokenizer.convert_tokens_to_ids(w["token"]) for w in words]

@@ -1,20 +1,46 @@
 // Inspect page, the panel beside the charts: why distil at a temperature, written with the
-// answer's own numbers (the teacher's top token at T = 1, what the slider's T reveals, the soft
-// loss at that T and its T² factor). Tokens go in as text, never as HTML.
+// answer's own numbers (the teacher's top token at T = 1, what the slider's T reveals and what
+// is only flattening toward uniform, the soft loss at that T and its T² factor). Tokens go in
+// as text, never as HTML.
 "use strict";
 
-// The explainer: every sentence is built from this answer's numbers, tokens as text.
+const CONFIDENT = 0.9;  // top-1 probability from which a distribution is called confident
+const REVEAL_RANK = 5;  // a runner-up: among the model's top 5 at T = 1 (T keeps the order)
+const REVEAL_LIFT = 2;  // ... that T lifts to at least twice the uniform share 1/V
+
 function tok(token, id) { return el("span", { class: "tok", id }, `“${visible(token)}”`); }
 function num(v, id) { return el("span", { class: "num", id, "data-value": v }, fmt(v)); }
 function para(id, ...parts) { const p = el("p", { id }); p.append(...parts); return p; }
 function change(a, b) { return b > a ? "up from" : b < a ? "down from" : "the same as"; }
+function ordinal(n) { return `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] || "th"}`; }
+
+// What a higher T does to each of the reference model's tokens, from the numbers alone.
+// `tokens`: [{token, base, hot}] (probabilities at the low and the high T), `vocab`: V.
+// A runner-up that T *reveals* is among the model's top REVEAL_RANK at the low T (rank 2…)
+// and rises to at least REVEAL_LIFT × 1/V; any other token that rises is only *flattening*
+// toward the uniform 1/V, which every token approaches as T grows, known or not.
+function classifyRunnerUps(tokens, vocab) {
+  const uniform = 1 / vocab;
+  const ranked = [...tokens].sort((a, b) => b.base - a.base).map((t, i) => ({ ...t, rank: i + 1, lift: t.hot * vocab }));
+  const rest = ranked.slice(1).filter((t) => t.hot > t.base);
+  const revealed = rest.filter((t) => t.rank <= REVEAL_RANK && t.hot >= REVEAL_LIFT * uniform);
+  const flattening = rest.filter((t) => !revealed.includes(t));
+  return { top: ranked[0], revealed, flattening, uniform };
+}
+
+// The truth's rank of each token (1 = most likely), 0 when the language never says it.
+function truthRanks(truth, tokens) {
+  const order = (truth || []).filter((t) => t.prob > 0).map((t) => t.token);
+  return tokens.map((t) => order.indexOf(t.token) + 1);
+}
 
 function renderWhy(out, list, atSlider) {
   const box = document.getElementById("why-body");
   const blocks = [...list, ...(atSlider && !list.includes(atSlider) ? [atSlider] : [])]
     .sort((a, b) => a.temperature - b.temperature);
   const name = out.models[0];
-  const who = `${name.startsWith("run:") ? "the reference model" : "the teacher"} (${readable(name)})`;
+  const teacherLike = roleOf(out, name) !== "student";
+  const who = `${teacherLike ? "the teacher" : "the reference model"} (${labelOf(out, name)})`;
   // The plain distribution: T = 1, else the lowest T above 1, else the highest T shown.
   const base = blocks.find((b) => b.temperature >= 1) || blocks[blocks.length - 1];
   // The soft end: the slider's T when it is above that, else the highest T shown.
@@ -24,51 +50,77 @@ function renderWhy(out, list, atSlider) {
   const baseT = `T = ${base.temperature}`;
   const parts = [para("why-plain", `At ${baseT}${base.temperature === 1 ? "" : " (the nearest to T = 1 shown)"}, ${who} puts `,
     num(top.prob, "why-top1-p"), " on ", tok(top.token, "why-top1"), "; all other tokens together get ", num(rest), ". ",
-    top.prob >= 0.9
+    top.prob >= CONFIDENT
       ? `That is a confident distribution: beyond naming its top token — all a one-hot label says — it gives the runner-ups only ${fmt(rest)} in all, so at ${baseT} a student learns little more from it than from the label.`
-      : `That is not a confident distribution (top-1 below 0.9), so ${baseT} already shows runner-ups here; a well-trained teacher is usually peaked at T = 1, and then its distribution carries little beyond the label.`)];
+      : `That is not a confident distribution (top-1 below ${CONFIDENT}): at ${baseT} it already shows its runner-ups. A teacher fine-tuned on one-hot labels, such as demo-teacher-finetuned, puts nearly all its mass on one token instead, and then ${baseT} shows little beyond the label.`)];
   parts.push(hot.temperature > base.temperature ? reveals(out, base, hot, hot === atSlider, who)
     : para("why-reveals", "Add a temperature above 1 to the list, or move the slider above it, to see what T > 1 reveals."));
   const atT = atSlider || hot;
   const tText = `T = ${atT.temperature}`;
-  const kls = out.models.slice(1).flatMap((m, i) => [i ? "; " : "", `KL(${readable(name)} ‖ ${readable(m)}) = `,
+  const kls = out.models.slice(1).flatMap((m, i) => [i ? "; " : "", `KL(${labelOf(out, name)} ‖ ${labelOf(out, m)}) = `,
     num(atT.vs_first[m].kl_ab[out.position]), " nats"]);
   parts.push(para("why-same-t", "The soft loss is KL(teacher at T ‖ student at T): both models' logits are divided by the same T ",
     "before the softmax, so it compares the student at T with the teacher at T — not the student at T with itself at T = 1. ",
     "(The hard loss compares the student at T = 1 with the labels.) ",
     ...(kls.length ? [`At ${atSlider ? "the slider's " : ""}${tText}: `, ...kls, "."] : ["Add a student to the models to see that KL here."])));
   const t2 = atT.temperature ** 2;
-  const student = out.models[1];
+  // The T² example needs a student; a second teacher (e.g. the calibrated one) is not one.
+  const student = out.models.slice(1).find((m) => roleOf(out, m) === "student");
   parts.push(para("why-t2", "Why T²: the soft loss's gradient with respect to the student's logits is (q_T − p_T)/T, and for ",
     "large T the gap q_T − p_T itself shrinks about as 1/T, so the soft targets' gradients shrink as 1/T². Multiplying the ",
     "soft loss by T² keeps its weight against the hard loss comparable whichever T is chosen (Hinton et al. 2015)",
-    ...(student ? [`: at ${tText} the factor is ${fmt(t2)}, so the KL above for ${readable(student)} counts as `,
-      `${fmt(t2)} × ${fmt(atT.vs_first[student].kl_ab[out.position])} = `, num(t2 * atT.vs_first[student].kl_ab[out.position]), "."] : ["."])));
+    ...(student ? [`: at ${tText} the factor is ${fmt(t2)}, so the KL above for ${labelOf(out, student)} counts as `,
+      `${fmt(t2)} × ${fmt(atT.vs_first[student].kl_ab[out.position])} = `, num(t2 * atT.vs_first[student].kl_ab[out.position]), "."]
+      : [". Add a student (e.g. demo-student-s or run:<id>) to the models to see it with numbers."])));
   box.replaceChildren(...parts);
 }
 
 function reveals(out, base, hot, bySlider, who) {
   // What the higher T shows of the reference model, said only as far as the numbers go.
   const [b, h] = [base.models[0], hot.models[0]];
-  const top = b.top[0];
-  const hotTop = h.top.find((t) => t.id === top.id) || { prob: 0 };
-  const [rest, restHot] = [Math.max(0, 1 - top.prob), Math.max(0, 1 - hotTop.prob)];
-  const baseProbs = new Map(b.top.map((t) => [t.id, t.prob]));
-  const floor = Math.min(...b.top.map((t) => t.prob));  // a token outside the top k has at most this
-  const ups = h.top.filter((t) => t.id !== top.id).slice(0, 3).map((t) => ({ t, before: baseProbs.get(t.id) }));
-  const rose = (u) => u.t.prob > (u.before ?? floor);
-  const named = (list) => list.flatMap((u, i) => [i ? ", " : "", tok(u.t.token),
-    ` ${u.before === undefined ? `≤ ${fmt(floor)}` : fmt(u.before)} → ${fmt(u.t.prob)}`]);
+  const tokens = out.shown.map((s, i) => ({ token: s.token, base: b.shown_probs[i], hot: h.shown_probs[i] }));
+  const { top, revealed, flattening, uniform } = classifyRunnerUps(tokens, out.vocab_size);
+  const [rest, restHot] = [Math.max(0, 1 - top.base), Math.max(0, 1 - top.hot)];
   const [baseT, hotT] = [`T = ${base.temperature}`, `T = ${hot.temperature}`];
-  const rising = ups.filter(rose);
-  const tail = !ups.length ? [] : rising.length
-    ? [`From ${baseT} to ${hotT} it lifts the runner-ups: `, ...named(rising),
-       ` — the tokens ${who} finds nearly right, which a student can learn from but a label never shows.`]
-    : [`Its top runner-ups do not gain here (`, ...named(ups), `): the mass outside the top ${b.top.length} goes from `,
-       `${fmt(b.mass_outside_top_k)} to ${fmt(h.mass_outside_top_k)}, spread over the rest of the ${out.vocab_size} tokens. `,
-       "With a peaked teacher, T > 1 is what lifts the runner-ups into view."];
+  // Two significant digits: the lift, not the fourth decimal, is the point here.
+  const named = (list) => list.slice(0, 3).flatMap((t, i) => [i ? ", " : "", tok(t.token), ` ${fmt(t.base, 2)} → ${fmt(t.hot, 2)}`]);
+  const uni = [`the uniform share 1/${out.vocab_size} = `, num(uniform, "why-uniform")];
+  const tail = [];
+  const span = (id, ...parts) => { const n = el("span", { id }); n.append(...parts); tail.push(n, " "); };
+  if (revealed.length) {
+    const shown = revealed.slice(0, 3);
+    span("why-revealed", "It lifts its runner-ups well above ", ...uni, ": ", ...named(shown),
+      ` — ranked ${shown.map((t) => ordinal(t.rank)).join(", ")} by ${who} at ${baseT}, the tokens it finds nearly right, which a student can learn from but a label never shows.`);
+    if (out.truth) tail.push(truthSentence(out.truth, shown), " ");
+  }
+  if (flattening.length) {
+    span("why-flattening", ...(revealed.length
+      ? ["Others rise too, but stay under twice the uniform share or outside its top 5: "]
+      : ["No runner-up stands out: the tokens below the top one rise toward ", ...uni, ": "]),
+    ...named(flattening), " — that is flattening toward uniform, which every token undergoes as T grows, not a ranking the model knows.");
+  }
+  if (!revealed.length && !flattening.length) span("why-flat", `No token below its top one gains from ${baseT} to ${hotT}.`);
   return para("why-reveals", `At ${hotT}${bySlider ? " (the slider's)" : ""} the same logits give `,
-    tok(top.token), ` ${fmt(hotTop.prob)}, and the other tokens ${fmt(restHot)} (${change(rest, restHot)} ${fmt(rest)}); `,
+    tok(top.token), ` ${fmt(top.hot)}, and the other tokens ${fmt(restHot)} (${change(rest, restHot)} ${fmt(rest)}); `,
     `the entropy is ${fmt(h.entropy)} nats (${change(b.entropy, h.entropy)} ${fmt(b.entropy)}, at most ln ${out.vocab_size} = `,
     `${fmt(Math.log(out.vocab_size))}). `, ...tail);
+}
+
+function truthSentence(truth, shown) {
+  // Does the model's order of its runner-ups match the truth's? Said as measured.
+  const ranks = truthRanks(truth, shown);
+  const absent = shown.filter((_, i) => ranks[i] === 0);
+  const known = ranks.filter((r) => r > 0);
+  const inOrder = known.every((r, i) => i === 0 || r > known[i - 1]);
+  const exact = ranks.every((r, i) => r === i + 2);  // the truth's own 2nd, 3rd, … in order
+  const where = shown.map((t, i) => (ranks[i] ? `${visible(t.token)} ${ordinal(ranks[i])}` : `${visible(t.token)} never`)).join(", ");
+  const truthTop = truth.slice(1, 1 + shown.length).map((t) => `“${visible(t.token)}”`).join(", ");
+  let verdict;
+  if (absent.length === shown.length) verdict = "none of them is a word the language would say here";
+  else if (absent.length) verdict = `${absent.length} of them the language would never say here`;
+  else if (exact) verdict = "exactly the truth's runner-ups, in its order";
+  else if (inOrder) verdict = "in the truth's relative order, but not the truth's own runner-ups";
+  else verdict = "not in the truth's order";
+  return el("span", { id: "why-truth" },
+    `In the true distribution they rank ${where} (its runner-ups are ${truthTop}): ${verdict}.`);
 }

@@ -3,10 +3,15 @@
 "use strict";
 
 const DEMO_PROMPTS = ["the lazy", "a tiny", "the big dog runs to the", "that sleepy kitten naps on a"];
-const DEFAULT_T = 2;  // the slider's T when the URL has none: the demo preset's temperature
+// The default view: the fine-tuned (peaked) teacher beside the calibrated one it came from and
+// the truth, at T = 1, 2, 4, the slider at T = 3 (where a peaked teacher's runner-ups return).
+const DEFAULT_MODELS = "demo-teacher-finetuned, demo-teacher";
+const DEFAULT_TEMPERATURES = "1, 2, 4";
+const DEFAULT_T = 3;  // the slider's T when the URL has none
 const MAX_TEMPERATURES = 16;  // InspectRequest.temperatures
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 let lastRequest = null;
+let lastAnswer = null;  // redrawn as it is when only the view changes (the y-axis switch)
 let sliderT = DEFAULT_T;
 let sent = 0;  // requests sent; an answer to an older one arrives stale and is dropped
 let debounce = null;
@@ -27,13 +32,25 @@ function readable(name) {
   return m[2] === undefined ? `student of run ${m[1]}` : `student of run ${m[1]} @ step ${m[2]}`;
 }
 
+// The answer's own label for a model (a run's student is named after its run), else readable().
+function labelOf(out, name) {
+  const a = (out.about || []).find((x) => x.model === name);
+  return a && a.label ? a.label : readable(name);
+}
+
+function roleOf(out, name) {
+  const a = (out.about || []).find((x) => x.model === name);
+  return a ? a.role : (name.startsWith("run:") ? "student" : null);
+}
+
 function params() {
   const q = new URLSearchParams(window.location.search);
   const t = Number(q.get("t"));
   return {
-    models: q.get("models") || "demo-teacher,demo-student-s",
+    models: q.get("models") || DEFAULT_MODELS,
     prompt: q.get("prompt") || DEMO_PROMPTS[0],
-    temperatures: q.get("temperatures") || "0.5, 1, 2, 4, 8",
+    temperatures: q.get("temperatures") || DEFAULT_TEMPERATURES,
+    sameY: q.get("y") !== "free",
     k: q.get("k") || "8",
     t: q.get("t") && Number.isFinite(t) && t > 0 ? t : DEFAULT_T,
     pos: /^[0-9]+$/.test(q.get("pos") || "") ? Number(q.get("pos")) : undefined,
@@ -112,8 +129,10 @@ async function run(position) {
     if (!res.ok) { showErrors(res.body ? res.body.detail : `HTTP ${res.status}`); return; }
     const q = new URLSearchParams({ models: body.models.join(","), prompt: body.prompt,
       temperatures: document.getElementById("i-temperatures").value, k: String(body.k), t: String(sliderT) });
+    if (!document.getElementById("same-y").checked) q.set("y", "free");
     if (body.position !== undefined) q.set("pos", String(res.body.position));  // a clicked token
     history.replaceState(null, "", `/inspect?${q}`);
+    lastAnswer = { out: res.body, view };
     render(res.body, view);
   } finally {
     if (mine === sent) {
@@ -136,16 +155,21 @@ function render(out, view) {
   const ref = out.models[0];
   document.getElementById("inspect-explainer").textContent =
     `Next token after “${visible(out.tokens[out.position])}” (position ${out.position}). Every bar comes from the softmax ` +
-    `over all ${out.vocab_size} tokens at that temperature; a temperature above 1 flattens the distribution and shows ` +
-    `which wrong tokens the model thinks are nearly right. Divergences compare each model with ${ref}.`;
+    `over all ${out.vocab_size} tokens at that temperature. A temperature above 1 flattens every distribution toward ` +
+    `uniform (1/${out.vocab_size} each); the tokens that stand out above that flattening are the ones a model ranks next ` +
+    `(the panel says which). Divergences compare each model with ${labelOf(out, ref)}.`;
   if (out.truncated_to) document.getElementById("inspect-explainer").textContent +=
     ` The prompt was cut to its first ${out.truncated_to} tokens (the models' context).`;
   const list = out.temperatures.slice(0, view.listCount);
   const atSlider = view.sliderIndex >= 0 ? out.temperatures[view.sliderIndex] : null;
   renderWhy(out, list, atSlider);  // text first: the charts then size into a settled grid
   renderStats(out, list);
-  renderSliderBars(out, atSlider);
-  renderBars(out, list);
+  // One y-axis for every temperature's chart (unless switched off): flattening shows as bars
+  // that shrink, not as an axis that rescales.
+  const ymax = document.getElementById("same-y").checked
+    ? sharedYMax(out, [...list, ...(atSlider ? [atSlider] : [])]) : null;
+  renderSliderBars(out, atSlider, ymax);
+  renderBars(out, list, ymax);
   renderKlVsT(out, atSlider);
   renderHeatmap(out, list);
 }
@@ -153,7 +177,7 @@ function render(out, view) {
 function renderStats(out, blocks) {
   const table = document.getElementById("stats-table");
   const head = el("tr");
-  for (const h of ["T", "model", "entropy", "mass outside top k", `KL(${out.models[0]} ‖ m)`, `KL(m ‖ ${out.models[0]})`, "JS", "TV"]) head.append(el("th", {}, h));
+  for (const h of ["T", "model", "entropy", "mass outside top k", `KL(${labelOf(out, out.models[0])} ‖ m)`, `KL(m ‖ ${labelOf(out, out.models[0])})`, "JS", "TV"]) head.append(el("th", {}, h));
   table.tHead.replaceChildren(head);
   const body = table.tBodies[0];
   body.replaceChildren();
@@ -161,7 +185,7 @@ function renderStats(out, blocks) {
     for (const m of block.models) {
       const d = block.vs_first[m.model];
       const row = el("tr");
-      const cells = [block.temperature, m.model, fmt(m.entropy), fmt(m.mass_outside_top_k),
+      const cells = [block.temperature, labelOf(out, m.model), fmt(m.entropy), fmt(m.mass_outside_top_k),
         d ? fmt(d.kl_ab[out.position]) : "–", d ? fmt(d.kl_ba[out.position]) : "–",
         d ? fmt(d.js[out.position]) : "–", d ? fmt(d.tv[out.position]) : "–"];
       for (const c of cells) row.append(el("td", { class: "num" }, c));
@@ -170,44 +194,52 @@ function renderStats(out, blocks) {
   }
 }
 
+const TRUTH_LABEL = "truth (demo language, at T = 1: never softened)";
+
 function barTraces(out, block) {
-  // Categories: the union of every model's top k, in the reference model's order first.
-  const order = [];
-  for (const m of block.models) for (const t of m.top) if (!order.includes(t.token)) order.push(t.token);
-  const traces = block.models.map((m) => {
-    const probs = Object.fromEntries(m.top.map((t) => [t.token, t.prob]));
-    return { type: "bar", name: plotlyLabel(m.model), x: order.map(plotlyText), y: order.map((t) => probs[t] ?? 0),
-             hovertemplate: "%{x}: %{y:.3f}<extra>" + plotlyText(m.model) + "</extra>" };
-  });
+  // Categories: the union of every model's top k and the truth's (the worker's `shown`), each
+  // bar a model's real probability at this T, also for tokens outside its own top k.
+  const x = out.shown.map((s) => plotlyText(s.token));
+  const traces = block.models.map((m) => ({
+    type: "bar", name: plotlyLabel(labelOf(out, m.model)), x, y: m.shown_probs,
+    hovertemplate: "%{x}: %{y:.4f}<extra>" + plotlyLabel(labelOf(out, m.model)) + "</extra>",
+  }));
   if (out.truth) {
+    // The language's distribution as it is (T = 1), labelled so: a model at T > 1 is compared
+    // with the truth it should have learnt, not with a softened truth.
     const truth = Object.fromEntries(out.truth.map((t) => [t.token, t.prob]));
-    // The truth is a T = 1 distribution; softened like the models for comparison.
-    const w = order.map((t) => Math.pow(truth[t] ?? 0, 1 / block.temperature));
-    const z = out.truth.reduce((s, t) => s + Math.pow(t.prob, 1 / block.temperature), 0);
-    traces.push({ type: "bar", name: "truth (demo language)", x: order.map(plotlyText), y: w.map((v) => v / z),
-                  marker: { color: "rgba(0,0,0,0.25)" } });
+    traces.push({ type: "bar", name: TRUTH_LABEL, x, y: out.shown.map((s) => truth[s.token] ?? 0),
+                  marker: { color: "rgba(0,0,0,0.25)" }, hovertemplate: "%{x}: %{y:.4f}<extra>truth, T = 1</extra>" });
   }
   return traces;
 }
 
-function barLayout(title, height) {
+function sharedYMax(out, blocks) {
+  let top = 0;
+  for (const b of blocks) for (const m of b.models) for (const p of m.shown_probs) top = Math.max(top, p);
+  for (const t of out.truth || []) top = Math.max(top, t.prob);
+  return Math.min(1, top * 1.05) || 1;
+}
+
+function barLayout(title, height, ymax) {
   return {
     title: { text: title, font: { size: 14 } }, barmode: "group", height,
-    margin: { l: 45, r: 10, t: 35, b: 80 }, yaxis: { title: { text: "probability" }, rangemode: "tozero" },
+    margin: { l: 45, r: 10, t: 35, b: 80 },
+    yaxis: ymax ? { title: { text: "probability" }, range: [0, ymax] } : { title: { text: "probability" }, rangemode: "tozero" },
     legend: { orientation: "h", y: -0.45 },
   };
 }
 
-function renderSliderBars(out, block) {
+function renderSliderBars(out, block, ymax) {
   const div = document.getElementById("bars-slider");
   document.getElementById("slider-note").textContent = block ? "" :
     `The temperature list is full (${MAX_TEMPERATURES}): remove one to see the slider's T.`;
   div.dataset.t = block ? String(block.temperature) : "";
   if (!block) { Plotly.purge(div); return; }
-  Plotly.react(div, barTraces(out, block), barLayout(`at the slider's ${tLabel(block.temperature)}`, 340), PLOT_CONFIG);
+  Plotly.react(div, barTraces(out, block), barLayout(`at the slider's ${tLabel(block.temperature)}`, 340, ymax), PLOT_CONFIG);
 }
 
-function renderBars(out, blocks) {
+function renderBars(out, blocks, ymax) {
   const box = document.getElementById("bars");
   box.replaceChildren();
   // Lay out every card first: drawing one before the grid settles would size it wrongly.
@@ -219,7 +251,7 @@ function renderBars(out, blocks) {
     return div;
   });
   blocks.forEach((block, bi) => {
-    Plotly.newPlot(divs[bi], barTraces(out, block), barLayout(`T = ${block.temperature}`, 300), PLOT_CONFIG);
+    Plotly.newPlot(divs[bi], barTraces(out, block), barLayout(`T = ${block.temperature}`, 300, ymax), PLOT_CONFIG);
   });
 }
 
@@ -229,7 +261,7 @@ function renderKlVsT(out, atSlider) {
   const temps = blocks.map((b) => b.temperature);
   const traces = out.models.slice(1).map((m) => ({
     x: temps, y: blocks.map((b) => b.vs_first[m].kl_ab[out.position]),
-    name: plotlyLabel(`KL(${out.models[0]} ‖ ${m})`), mode: "lines+markers",
+    name: plotlyLabel(`KL(${labelOf(out, out.models[0])} ‖ ${labelOf(out, m)})`), mode: "lines+markers",
   }));
   if (atSlider && out.models.length > 1) {
     traces.push({ x: out.models.slice(1).map(() => atSlider.temperature),
@@ -251,7 +283,7 @@ function renderHeatmap(out, blocks) {
     x: out.tokens.map((t, i) => `${i}:${plotlyText(t)}`), y: blocks.map((b) => `T=${b.temperature}`),
     colorscale: "Viridis", colorbar: { title: { text: "nats" } },
   }], {
-    title: { text: plotlyLabel(`KL(${out.models[0]} ‖ ${m}) per prompt position`), font: { size: 14 } }, height: 320,
+    title: { text: plotlyLabel(`KL(${labelOf(out, out.models[0])} ‖ ${labelOf(out, m)}) per prompt position`), font: { size: 14 } }, height: 320,
     margin: { l: 60, r: 10, t: 40, b: 80 },
   }, PLOT_CONFIG);
 }
@@ -263,6 +295,14 @@ async function init() {
   document.getElementById("i-temperatures").value = p.temperatures;
   document.getElementById("i-k").value = p.k;
   setSlider(p.t);
+  const sameY = document.getElementById("same-y");
+  sameY.checked = p.sameY;
+  sameY.addEventListener("change", () => {
+    const q = new URLSearchParams(window.location.search);
+    if (sameY.checked) q.delete("y"); else q.set("y", "free");
+    history.replaceState(null, "", `/inspect?${q}`);
+    if (lastAnswer) render(lastAnswer.out, lastAnswer.view);
+  });
   const slider = document.getElementById("i-t");
   slider.addEventListener("input", onSlider);
   slider.addEventListener("change", onSlider);

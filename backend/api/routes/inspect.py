@@ -3,10 +3,11 @@
 import celery.exceptions
 from fastapi import APIRouter, HTTPException, status
 
-from backend.api.deps import SettingsDep
+from backend.api.deps import SessionDep, SettingsDep
 from backend.queue import run_inspection
 from backend.schemas import InspectRequest
 from backend.services import catalog
+from backend.services.inspection import about_models
 from backend.services.runs import FieldError
 
 router = APIRouter(prefix="/api", tags=["inspect"])
@@ -25,13 +26,16 @@ def _check_models(req: InspectRequest, settings) -> None:
 
 
 @router.post("/inspect")
-def inspect(req: InspectRequest, settings: SettingsDep) -> dict:
+def inspect(req: InspectRequest, settings: SettingsDep, session: SessionDep) -> dict:
     """Each model's next-token distribution for a prompt at several temperatures (full-
     vocabulary softmax), and KL both ways, Jensen-Shannon and total variation between the
-    first model and each other one at every position."""
+    first model and each other one at every position; `about` gives each model's role and a
+    readable label."""
     _check_models(req, settings)
+    about = about_models(names=req.models, session=session, settings=settings)
+    session.close()  # nothing more to read: the wait below holds no connection
     try:
-        return run_inspection(req.model_dump())
+        return {**run_inspection(req.model_dump()), "about": about}
     except celery.exceptions.TimeoutError:
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT,
