@@ -28,6 +28,8 @@ EVAL_KEYS = {
     "eval/kl_teacher",
     "eval/top1_agreement",
     "eval/kl_true",
+    "eval/top5_true",
+    "eval/top1_prob",
 }
 
 
@@ -61,8 +63,10 @@ def test_every_step_logs_train_keys_and_eval_interval_logs_eval(tiny_kit):
     for step, keys in by_step.items():
         expected = TRAIN_KEYS | (EVAL_KEYS if step % 8 == 0 else set())
         assert keys == expected, step
-    agree = logger.series("eval/top1_agreement")
-    assert all(0.0 <= v <= 1.0 for _, v in agree)
+    for key in ("eval/top1_agreement", "eval/top5_true"):
+        assert all(0.0 <= v <= 1.0 for _, v in logger.series(key)), key
+    # A probability of the top token of 80: between uniform and certain.
+    assert all(1 / 80 <= v <= 1.0 for _, v in logger.series("eval/top1_prob"))
 
 
 def test_student_learns_from_the_teacher(tiny_kit):

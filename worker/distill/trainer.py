@@ -254,12 +254,14 @@ class DistillationRecipe:
         """Held-out metrics, per real token: eval/hard_loss, eval/perplexity, and with a
         teacher eval/soft_loss (at the run's T), eval/kl_teacher (KL(p||q) at T = 1),
         eval/top1_agreement; on the demo language eval/kl_true = KL(truth || student) and
-        eval/top5_true, how much of the truth's top-5 ranking the student keeps."""
+        eval/top5_true, how much of the truth's top-5 ranking the student keeps, and
+        eval/top1_prob, the probability the student gives its own top token (how peaked it is;
+        the truth's own mean is about 0.5)."""
         t0 = time.perf_counter()
         cfg, split = self.cfg, self.data.eval
         self.student.eval()
         sums = {"hard": 0.0, "soft": 0.0, "kl_teacher": 0.0, "agree": 0.0, "kl_true": 0.0}
-        sums["top5"], n_choice = 0.0, 0
+        sums["top5"], sums["top1"], n_choice = 0.0, 0.0, 0
         n_total = 0
         n_seq = min(len(split), cfg.eval_batches * cfg.batch_size)
         for start in range(0, n_seq, cfg.batch_size):
@@ -295,6 +297,7 @@ class DistillationRecipe:
                 overlap, rows = top5_overlap(s_logits[mask], truth)
                 sums["top5"] += float(overlap)
                 n_choice += rows
+                sums["top1"] += float(torch.softmax(s_logits[mask].float(), -1).amax(-1).sum())
         self.student.train()
         n_total = max(n_total, 1)
         out = {
@@ -308,5 +311,6 @@ class DistillationRecipe:
         if split.truth is not None:
             out["eval/kl_true"] = sums["kl_true"] / n_total
             out["eval/top5_true"] = sums["top5"] / max(n_choice, 1)
+            out["eval/top1_prob"] = sums["top1"] / n_total
         out["_eval_seconds"] = time.perf_counter() - t0
         return out
