@@ -93,8 +93,7 @@ def redis_url():
 # api + worker stack for the pages to talk to.
 
 
-@pytest.fixture
-def browser():
+def _chromium():
     import shutil
 
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -110,6 +109,17 @@ def browser():
         b.close()
 
 
+@pytest.fixture
+def browser():
+    yield from _chromium()
+
+
+@pytest.fixture(scope="module")
+def browser_module():
+    """One Chromium for a module whose tests share a page."""
+    yield from _chromium()
+
+
 def module_env(tiny_kit: Path, tmp: Path) -> dict[str, str]:
     """The `env` fixture's settings for a stack shared by a whole test module."""
     return {
@@ -121,6 +131,17 @@ def module_env(tiny_kit: Path, tmp: Path) -> dict[str, str]:
         "DISTILLSCOPE_BROKER_URL": "",
         "DISTILLSCOPE_API_TOKEN": "",
     }
+
+
+@pytest.fixture(scope="module")
+def shared_api_stack(tiny_kit, tmp_path_factory):
+    """An api alone (no worker) for every test of a module: pages fed made-up data."""
+    tmp = tmp_path_factory.mktemp("api-stack")
+    s = Stack(module_env(tiny_kit, tmp), tmp)
+    try:
+        yield s.start(worker=False)
+    finally:
+        s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,67 +1,205 @@
 // Compare page, the built-in experiment's panel (shown when the URL has ?experiment=): the
-// result computed from the runs' own final numbers, never a canned claim.
+// result computed from the runs' own final numbers, never a canned claim; its direction is
+// whatever was measured.
 "use strict";
 
-function finalKlTrue(run) {
-  const pts = ((metrics[run.id] || {})["eval/kl_true"] || []).filter((p) => p.value !== null);
-  return run.status === "succeeded" && pts.length ? pts[pts.length - 1].value : null;
+const EXPERIMENT_KEYS = ["eval/kl_true", "eval/top5_true", "eval/top1_prob"];
+const HARD = "hard labels only";
+const TEACHER_ROWS = [  // [name prefix in the runs' names, the teacher's model name]
+  ["calibrated teacher", "demo-teacher"],
+  ["fine-tuned (peaked) teacher", "demo-teacher-finetuned"],
+  ["memorised teacher", "demo-teacher-memorised"],
+];
+let experimentFinal = {};  // run id -> { key: final value }
+
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+// How a value compares with the hard-label baseline, in words that fit the size of the gap.
+function versus(hard, other) {
+  const r = other / hard;
+  if (r >= 0.9 && r <= 1.1) return `about the same as hard labels (${r >= 1 ? "+" : "−"}${Math.abs(Math.round((r - 1) * 100))} %)`;
+  if (r < 1) return r <= 0.5 ? `${(1 / r).toFixed(1)}× lower than hard labels` : `${Math.round((1 - r) * 100)} % lower than hard labels`;
+  return r >= 2 ? `${r.toFixed(1)}× higher than hard labels` : `${Math.round((r - 1) * 100)} % higher than hard labels`;
 }
 
-function ratio(hard, other) {
-  return other <= hard ? `${(hard / other).toFixed(1)}× lower than hard labels` : `${(other / hard).toFixed(1)}× higher than hard labels`;
+// Mean and half-range over the seeds that finished, or null.
+function seedStats(values) {
+  if (!values.length) return null;
+  return { mean: values.reduce((a, b) => a + b, 0) / values.length,
+           half: (Math.max(...values) - Math.min(...values)) / 2, n: values.length };
 }
 
-// The experiment's result, computed from the runs' own final numbers (never a canned claim).
-function drawExperiment() {
-  document.getElementById("experiment-panel").hidden = false;
-  const done = runs.filter((r) => ENDED.includes(r.status)).length;
-  document.getElementById("experiment-status").textContent = done < runs.length
-    ? `${done} of ${runs.length} runs finished; the table fills in as they do.`
-    : `All ${runs.length} runs finished.`;
-  const groups = new Map();
-  for (const r of runs) {
-    if (!groups.has(r.name)) groups.set(r.name, []);
-    const v = finalKlTrue(r);
-    if (v !== null) groups.get(r.name).push(v);
+async function loadExperimentFinals() {
+  const done = runs.filter((r) => r.status === "succeeded" && !(r.id in experimentFinal));
+  if (!done.length) return;
+  const res = await fetch(`/api/metrics?runs=${done.map((r) => r.id).join(",")}&keys=${encodeURIComponent(EXPERIMENT_KEYS.join(","))}&format=columns`);
+  if (!res.ok) return;
+  const body = await res.json();
+  for (const r of done) {
+    const byKey = (body.runs || {})[r.id] || {};
+    experimentFinal[r.id] = Object.fromEntries(EXPERIMENT_KEYS.map((k) => {
+      const vs = ((byKey[k] || {}).value || []).filter((v) => v !== null);
+      return [k, vs.length ? vs[vs.length - 1] : null];
+    }));
   }
-  const stat = (vs) => vs.length ? { mean: vs.reduce((a, b) => a + b, 0) / vs.length, half: (Math.max(...vs) - Math.min(...vs)) / 2, n: vs.length } : null;
-  const hard = stat(groups.get("hard labels only") || []);
+}
+
+// One row per run name (hard labels, then each teacher at each T), with its seeds' numbers.
+function experimentRows() {
+  const rows = new Map();
+  for (const r of runs) {
+    if (!rows.has(r.name)) rows.set(r.name, { name: r.name, runs: [] });
+    rows.get(r.name).runs.push(r);
+  }
+  const order = (name) => {
+    if (name === HARD) return 0;
+    const i = TEACHER_ROWS.findIndex(([prefix]) => name.startsWith(prefix));
+    const t = Number((/T=([0-9.]+)/.exec(name) || [])[1]);
+    return 1 + (i < 0 ? 9 : i) * 100 + (Number.isFinite(t) ? t : 99);
+  };
+  return [...rows.values()].sort((a, b) => order(a.name) - order(b.name)).map((row) => {
+    const finals = row.runs.map((r) => experimentFinal[r.id]).filter((f) => f && f["eval/kl_true"] !== null);
+    const stat = (k) => seedStats(finals.map((f) => f[k]).filter((v) => v !== null));
+    const counts = {};
+    for (const r of row.runs) counts[r.status] = (counts[r.status] || 0) + 1;
+    const t = Number((/T=([0-9.]+)/.exec(row.name) || [])[1]);
+    return { ...row, kl: stat("eval/kl_true"), top5: stat("eval/top5_true"), top1: stat("eval/top1_prob"),
+             counts, t: Number.isFinite(t) ? t : null };
+  });
+}
+
+function progressText(row) {
+  // What the seeds are doing, in their own words: never "running…" for a queued run.
+  const parts = [];
+  for (const s of ["running", "queued", "failed", "cancelled", "lost"]) if (row.counts[s]) parts.push(`${row.counts[s]} ${s}`);
+  return parts.join(", ");
+}
+
+function klCell(row) {
+  const pending = progressText(row);
+  if (!row.kl) return pending || "–";
+  const text = `${row.kl.mean.toFixed(3)} ± ${row.kl.half.toFixed(3)} (${plural(row.kl.n, "seed")})`;
+  return pending ? `${text}; ${pending}` : text;
+}
+
+async function drawExperiment() {
+  document.getElementById("experiment-panel").hidden = false;
+  await loadExperimentFinals();
+  const counts = {};
+  for (const r of runs) counts[r.status] = (counts[r.status] || 0) + 1;
+  const finished = runs.filter((r) => ENDED.includes(r.status)).length;
+  document.getElementById("experiment-status").textContent = finished < runs.length
+    ? `${finished} of ${runs.length} runs finished (${["running", "queued"].filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(", ")}); the table fills in as they do.`
+    : `All ${runs.length} runs finished.`;
+  const rows = experimentRows();
+  const hard = (rows.find((r) => r.name === HARD) || {}).kl;
   const body = document.querySelector("#experiment-table tbody");
   body.replaceChildren();
-  const rows = [];
-  for (const [name, vs] of groups) {
-    const st = stat(vs);
-    rows.push([name, st]);
-    const tr = el("tr");
-    tr.append(el("th", {}, name), el("td", { class: "num" }, st ? `${st.mean.toFixed(3)} ± ${st.half.toFixed(3)} (${st.n} seeds)` : "running…"),
-              el("td", { class: "num" }, st && hard && name !== "hard labels only" ? ratio(hard.mean, st.mean) : ""));
+  for (const row of rows) {
+    const tr = el("tr", { dataset: { row: row.name } });
+    tr.append(el("th", {}, row.name), el("td", { class: "num" }, klCell(row)),
+      el("td", {}, row.kl && hard && row.name !== HARD ? versus(hard.mean, row.kl.mean) : ""),
+      el("td", { class: "num" }, row.top5 ? row.top5.mean.toFixed(2) : "–"),
+      el("td", { class: "num" }, row.top1 ? row.top1.mean.toFixed(2) : "–"));
     body.append(tr);
   }
-  const cal = rows.filter(([n, st]) => n.startsWith("calibrated") && st);
-  const mem = rows.filter(([n, st]) => n.startsWith("memorised") && st);
+  document.getElementById("experiment-explainer").textContent = experimentText(rows, hard).join(" ");
+  drawExperimentLinks(rows);
+}
+
+// Every sentence follows the numbers in the table; the direction is never assumed.
+function experimentText(rows, hard) {
   const text = [];
-  // Every sentence follows the numbers measured above; the direction is never assumed.
-  if (hard && cal.length) {
-    const best = cal.reduce((a, b) => (b[1].mean < a[1].mean ? b : a));
-    const worst = cal.reduce((a, b) => (b[1].mean > a[1].mean ? b : a));
-    text.push(`Measured here: trained on the hard labels alone, the student ends ${hard.mean.toFixed(3)} nats/token from the true distribution.`);
-    if (best[1].mean < hard.mean) {
-      text.push(`Distilled from the calibrated teacher it ends ${best[1].mean.toFixed(3)} at best (${best[0]}), ${ratio(hard.mean, best[1].mean)}: the teacher's softened distribution carries the near-synonyms' frequencies, which a small set of labels can only sample.`);
-    } else {
-      text.push(`Distilled from the calibrated teacher it ends no better: ${best[1].mean.toFixed(3)} at best (${best[0]}). Here the teacher added nothing over the labels; check how well the teacher itself matches the truth (inspect it).`);
-    }
-    text.push(`Across T the calibrated runs span ${best[1].mean.toFixed(3)}–${worst[1].mean.toFixed(3)}${worst[1].mean > 1.5 * best[1].mean ? ": T matters a lot on this budget" : worst[1].mean > 1.1 * best[1].mean ? ": T changes the result, modestly" : ": T barely mattered here"}.`);
+  if (!hard) return text;
+  const of = (prefix) => rows.filter((r) => r.name.startsWith(prefix) && r.kl);
+  const [cal, ft, mem] = TEACHER_ROWS.map(([prefix]) => of(prefix));
+  const best = (list) => list.reduce((a, b) => (b.kl.mean < a.kl.mean ? b : a));
+  const worst = (list) => list.reduce((a, b) => (b.kl.mean > a.kl.mean ? b : a));
+  const f = (v) => v.toFixed(3);
+  text.push(`Measured here: trained on the hard labels alone, the student ends ${f(hard.mean)} nats/token from the true distribution (held-out KL(truth ‖ student)).`);
+  if (cal.length) {
+    const b = best(cal), w = worst(cal);
+    text.push(b.kl.mean < 0.9 * hard.mean
+      ? `Distilled from the calibrated teacher it ends ${f(b.kl.mean)} at best (T = ${b.t}), ${versus(hard.mean, b.kl.mean)}: the teacher's distribution carries the near-synonyms' frequencies, which a small set of labels can only sample.`
+      : `Distilled from the calibrated teacher it ends no better than with the labels: ${f(b.kl.mean)} at best (T = ${b.t}).`);
+    text.push(`Across T the calibrated runs span ${f(b.kl.mean)}–${f(w.kl.mean)}${spread(b.kl.mean, w.kl.mean)}.`);
   }
-  if (hard && mem.length) {
-    const m = mem.map(([, st]) => st.mean);
+  if (ft.length) text.push(...peakedText(ft, cal.length ? best(cal) : null, hard));
+  if (mem.length) {
+    const m = mem.map((r) => r.kl.mean);
     const lo = Math.min(...m), hi = Math.max(...m);
-    text.push(`From the memorised teacher the student ends ${lo.toFixed(3)}–${hi.toFixed(3)} across T, against ${hard.mean.toFixed(3)} for hard labels` +
+    text.push(`From the memorised teacher the student ends ${f(lo)}–${f(hi)} across T, against ${f(hard.mean)} for hard labels` +
       (lo > 0.8 * hard.mean ? ": no temperature recovered what that teacher never learned; softening rescales its logits, it does not undo memorisation." : "."));
   }
-  document.getElementById("experiment-explainer").textContent = text.join(" ");
-  const pick = (name) => runs.find((r) => r.name === name && r.status === "succeeded");
-  const models = ["demo-teacher", "demo-teacher-memorised"];
-  for (const name of ["hard labels only", "calibrated teacher, T=2"]) { const r = pick(name); if (r) models.push(`run:${r.id}`); }
-  document.getElementById("experiment-inspect").href =
-    `/inspect?models=${encodeURIComponent(models.join(","))}&prompt=${encodeURIComponent("the lazy")}&temperatures=1,2,4&k=8`;
+  return text;
+}
+
+function spread(lo, hi) {
+  return hi > 1.5 * lo ? ": T matters a lot on this budget" : hi > 1.1 * lo ? ": T changes the result, modestly" : ": T barely mattered here";
+}
+
+// The question the fine-tuned teacher asks: does T > 1 recover from a peaked teacher what
+// T = 1 cannot? Answered with its own rows: KL to the truth, the truth's top 5 kept, and how
+// peaked the students came out.
+function peakedText(ft, calBest, hard) {
+  const f = (v) => v.toFixed(3);
+  const at1 = ft.find((r) => r.t === 1);
+  const hot = ft.filter((r) => r.t > 1);
+  const text = [];
+  if (!at1 || !hot.length) {
+    const lo = Math.min(...ft.map((r) => r.kl.mean));
+    text.push(`From the fine-tuned (peaked) teacher the student ends ${f(lo)} at best so far.`);
+    return text;
+  }
+  const bestHot = hot.reduce((a, b) => (b.kl.mean < a.kl.mean ? b : a));
+  const hotRange = hot.map((r) => `${f(r.kl.mean)} at T = ${r.t}`).join(", ");
+  let verdict;
+  if (bestHot.kl.mean < 0.9 * at1.kl.mean) {
+    verdict = `a higher T helped: ${f(at1.kl.mean)} at T = 1, ${hotRange} — softening brought back runner-ups that its peaked softmax hides at T = 1.`;
+  } else if (bestHot.kl.mean > 1.1 * at1.kl.mean) {
+    verdict = `T > 1 did not recover what T = 1 could not: ${f(at1.kl.mean)} at T = 1, ${hotRange}.`;
+  } else {
+    verdict = `T barely changed the result: ${f(at1.kl.mean)} at T = 1, ${hotRange}.`;
+  }
+  text.push(`From the fine-tuned (peaked) teacher, ${verdict}`);
+  const hot4 = hot.reduce((a, b) => (b.t > a.t ? b : a));
+  if (at1.top1 && hot4.top1) {
+    const [p1, p4] = [at1.top1.mean, hot4.top1.mean];
+    const peaked = p4 > p1 + 0.01 ? `more peaked at T = ${hot4.t} (${p4.toFixed(2)} on their top token on average, ${p1.toFixed(2)} at T = 1): matching the teacher at a high T makes the student copy its logits, over-confidence included`
+      : p4 < p1 - 0.01 ? `less peaked at T = ${hot4.t} (${p4.toFixed(2)} on their top token on average, ${p1.toFixed(2)} at T = 1)`
+      : `as peaked at T = ${hot4.t} as at T = 1 (${p4.toFixed(2)} and ${p1.toFixed(2)} on their top token on average)`;
+    text.push(`Its students came out ${peaked}.`);
+  }
+  if (at1.top5 && hot4.top5) {
+    const [o1, o4] = [at1.top5.mean, hot4.top5.mean];
+    text.push(Math.abs(o4 - o1) < 0.02
+      ? `They keep as much of the truth's top-5 ranking at T = ${hot4.t} as at T = 1 (${o4.toFixed(2)} and ${o1.toFixed(2)}).`
+      : `They keep ${o4 > o1 ? "more" : "less"} of the truth's top-5 ranking at T = ${hot4.t} than at T = 1 (${o4.toFixed(2)} against ${o1.toFixed(2)}).`);
+  }
+  const bestFt = [at1, ...hot].reduce((a, b) => (b.kl.mean < a.kl.mean ? b : a));
+  if (calBest) {
+    text.push(bestFt.kl.mean > 1.1 * calBest.kl.mean
+      ? `Either way the calibrated teacher it was fine-tuned from did better (${f(calBest.kl.mean)} at best): a peaked softmax is information lost, and T only rescales what is left.`
+      : `That is as good as the calibrated teacher it was fine-tuned from (${f(calBest.kl.mean)} at best).`);
+  } else {
+    text.push(`Hard labels: ${f(hard.mean)}.`);
+  }
+  return text;
+}
+
+function drawExperimentLinks(rows) {
+  // Students are runs; each link's first model is the teacher they were distilled from.
+  const student = (name) => {
+    const row = rows.find((r) => r.name === name);
+    const r = row && row.runs.find((x) => x.status === "succeeded");
+    return r ? `run:${r.id}` : null;
+  };
+  const link = (id, models) => {
+    const a = document.getElementById(id);
+    const have = models.filter(Boolean);
+    a.hidden = have.length < 2;
+    a.href = `/inspect?models=${encodeURIComponent(have.join(","))}&prompt=${encodeURIComponent("the lazy")}&temperatures=1,2,4&k=8&t=4`;
+  };
+  link("experiment-inspect-peaked", ["demo-teacher-finetuned", student("fine-tuned (peaked) teacher, T=1"), student("fine-tuned (peaked) teacher, T=4")]);
+  link("experiment-inspect", ["demo-teacher", student("calibrated teacher, T=4"), student(HARD)]);
 }

@@ -1,0 +1,146 @@
+"""The built-in experiment's panel on the compare page, fed made-up runs with contrasting
+numbers (the page's own functions in real Chromium): its words follow the numbers whichever
+way they point, say what unfinished seeds are doing, count seeds in the singular and plural,
+never call a 4 % gap "1.0× higher", and its inspector links put a teacher first and only runs'
+students after it."""
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+TEACHERS = ("calibrated", "fine-tuned (peaked)", "memorised")
+
+
+def _runs(kl: dict, top1: dict | None = None, top5: dict | None = None, statuses=None):
+    """Made-up runs and their final numbers: kl[name] is a list of per-seed values."""
+    runs, finals, rid = [], {}, 0
+    for name, values in kl.items():
+        for seed, v in enumerate(values):
+            rid += 1
+            status = (statuses or {}).get((name, seed), "succeeded")
+            runs.append({"id": rid, "name": name, "status": status, "config": {"seed": seed}})
+            if status == "succeeded":
+                finals[rid] = {
+                    "eval/kl_true": v,
+                    "eval/top5_true": (top5 or {}).get(name, 0.9),
+                    "eval/top1_prob": (top1 or {}).get(name, 0.9),
+                }
+    return runs, finals
+
+
+def _grid(hard, cal, ft, mem):
+    kl = {"hard labels only": [hard] * 3}
+    for label, values in zip(TEACHERS, (cal, ft, mem), strict=True):
+        for t, v in zip((1, 2, 4), values, strict=True):
+            kl[f"{label} teacher, T={t}"] = [v] * 3
+    return kl
+
+
+@pytest.fixture(scope="module")
+def page(browser_module, shared_api_stack):
+    p = browser_module.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.goto(shared_api_stack.url + "/compare?experiment=x")
+    p.wait_for_function("document.body.dataset.ready === '1'")
+    yield p
+    assert not errors, errors
+
+
+def _draw(page, runs, finals) -> dict:
+    page.evaluate(
+        """async ([rs, fs]) => { runs = rs; experimentFinal = {};
+        for (const [k, v] of Object.entries(fs)) experimentFinal[k] = v;
+        await drawExperiment(); }""",
+        [runs, {str(k): v for k, v in finals.items()}],
+    )
+    rows = page.eval_on_selector_all(
+        "#experiment-table tbody tr", "rs => rs.map(r => [...r.children].map(c => c.textContent))"
+    )
+    return {
+        "rows": {r[0]: r[1:] for r in rows},
+        "order": [r[0] for r in rows],
+        "status": page.text_content("#experiment-status"),
+        "text": page.text_content("#experiment-explainer"),
+    }
+
+
+def test_wording_follows_contrasting_numbers(page):
+    # T > 1 helps the peaked teacher's students here…
+    runs, finals = _runs(
+        _grid(0.917, (0.046, 0.051, 0.039), (1.2, 0.6, 0.5), (0.958, 1.035, 1.167)),
+        top1={"fine-tuned (peaked) teacher, T=1": 0.95, "fine-tuned (peaked) teacher, T=4": 0.8},
+    )
+    out = _draw(page, runs, finals)
+    assert out["order"][0] == "hard labels only" and len(out["order"]) == 10
+    assert out["status"] == "All 30 runs finished."
+    text = out["text"]
+    assert "a higher T helped: 1.200 at T = 1, 0.600 at T = 2, 0.500 at T = 4" in text
+    assert "less peaked at T = 4 (0.80 on their top token on average, 0.95 at T = 1)" in text
+    assert "Either way the calibrated teacher it was fine-tuned from did better (0.039" in text
+    assert "23.5× lower than hard labels" in out["rows"]["calibrated teacher, T=4"][1]
+    # … and does not here: the opposite numbers, the opposite words.
+    runs, finals = _runs(
+        _grid(0.917, (0.046, 0.051, 0.039), (0.9, 1.55, 1.45), (0.958, 1.035, 1.167)),
+        top1={"fine-tuned (peaked) teacher, T=1": 0.9, "fine-tuned (peaked) teacher, T=4": 0.94},
+        top5={"fine-tuned (peaked) teacher, T=1": 0.90, "fine-tuned (peaked) teacher, T=4": 0.89},
+    )
+    text = _draw(page, runs, finals)["text"]
+    assert "T > 1 did not recover what T = 1 could not: 0.900 at T = 1" in text
+    assert "more peaked at T = 4 (0.94 on their top token on average, 0.90 at T = 1)" in text
+    assert "copy its logits, over-confidence included" in text
+    assert "as much of the truth's top-5 ranking at T = 4 as at T = 1 (0.89 and 0.90)" in text
+    assert "a higher T helped" not in text
+    # Nothing close: "about the same", never "1.0× higher" for 0.956 against 0.917.
+    assert page.evaluate("versus(0.917, 0.956)") == "about the same as hard labels (+4 %)"
+    assert page.evaluate("versus(0.917, 0.88)") == "about the same as hard labels (−4 %)"
+    assert page.evaluate("versus(0.917, 1.167)") == "27 % higher than hard labels"
+    assert page.evaluate("versus(0.917, 0.6)") == "35 % lower than hard labels"
+    assert page.evaluate("versus(0.917, 0.039)") == "23.5× lower than hard labels"
+
+
+def test_unfinished_seeds_say_what_they_are_doing(page):
+    kl = _grid(0.917, (0.046, 0.051, 0.039), (0.9, 1.55, 1.45), (0.958, 1.035, 1.167))
+    statuses = {("calibrated teacher, T=1", 1): "running", ("calibrated teacher, T=1", 2): "queued"}
+    statuses.update({("memorised teacher, T=4", s): "queued" for s in range(3)})
+    out = _draw(page, *_runs(kl, statuses=statuses))
+    cal1 = out["rows"]["calibrated teacher, T=1"][0]
+    assert cal1 == "0.046 ± 0.000 (1 seed); 1 running, 1 queued", cal1
+    assert out["rows"]["memorised teacher, T=4"][0] == "3 queued"
+    assert "running…" not in out["status"] + str(out["rows"])
+    assert out["status"].startswith("25 of 30 runs finished (1 running, 4 queued)")
+    assert out["rows"]["hard labels only"][0].endswith("(3 seeds)")
+
+
+def test_inspect_links_put_a_teacher_first_and_students_after(page):
+    runs, finals = _runs(_grid(0.9, (0.05, 0.05, 0.04), (0.9, 1.5, 1.4), (1.0, 1.0, 1.1)))
+    _draw(page, runs, finals)
+    by_name = {r["name"]: r["id"] for r in runs if r["config"]["seed"] == 0}
+    for link, expected in (
+        (
+            "#experiment-inspect-peaked",
+            [
+                "demo-teacher-finetuned",
+                f"run:{by_name['fine-tuned (peaked) teacher, T=1']}",
+                f"run:{by_name['fine-tuned (peaked) teacher, T=4']}",
+            ],
+        ),
+        (
+            "#experiment-inspect",
+            [
+                "demo-teacher",
+                f"run:{by_name['calibrated teacher, T=4']}",
+                f"run:{by_name['hard labels only']}",
+            ],
+        ),
+    ):
+        href = page.get_attribute(link, "href")
+        assert parse_qs(urlparse(href).query)["models"][0].split(",") == expected
+        assert "memorised" not in href
+    # The panel fits a 1,280 px window: no column pushed out of its card.
+    assert page.evaluate(
+        "(() => { const p = document.getElementById('experiment-panel');"
+        " return p.scrollWidth <= p.clientWidth + 1 })()"
+    )
