@@ -166,6 +166,9 @@ def model_info(name: str, path: Path) -> ModelInfo:
         vocab_size=cfg.get("vocab_size"),
         n_positions=cfg.get("n_positions") or cfg.get("max_position_embeddings"),
         parameters=meta.get("parameters"),
+        role=meta.get("role"),
+        description=meta.get("made") or _made(meta),
+        profile=meta.get("profile"),
     )
 
 
@@ -177,6 +180,15 @@ def _list(roots: list[Path], marker: str) -> list[tuple[str, Path]]:
         for m in sorted(root.glob(f"*/{marker}")):
             found.setdefault(m.parent.name, m.parent)
     return sorted(found.items())
+
+
+def _made(meta: dict) -> str | None:
+    """A line for kit models recorded before they said how they were made."""
+    if meta.get("role") == "student":
+        return "untrained student"
+    if meta.get("role") == "teacher" and meta.get("trained_on"):
+        return f"teacher trained on {meta['trained_on']}"
+    return None
 
 
 def list_models(settings: Settings) -> list[ModelInfo]:

@@ -241,7 +241,13 @@ def _train_from_scratch(settings, tokenizer, spec, dataset, training, progress) 
         training={**training, "seed": 0},
         progress=progress,
     )
-    meta = {"role": "teacher", "trained_on": dataset, "train_seconds": seconds, "eval": metrics}
+    meta = {
+        "role": "teacher",
+        "trained_on": dataset,
+        "made": f"trained from scratch for {training['max_steps']} steps on {dataset}'s labels",
+        "train_seconds": seconds,
+        "eval": metrics,
+    }
     return model, meta
 
 
@@ -294,7 +300,9 @@ def prepare(
     for i, spec in enumerate(kit.students):
         if spec["name"] in todo:
             model = build_model(spec, tokenizer, seed=100 + i)
-            _save(model, tokenizer, settings.models_dir / spec["name"], {"role": "student"})
+            made = f"untrained student, {spec['n_layer']} layer(s) of width {spec['n_embd']}"
+            meta = {"role": "student", "made": made}
+            _save(model, tokenizer, settings.models_dir / spec["name"], meta)
             say(f"  {spec['name']}: untrained student, {_params(model)} parameters", flush=True)
     for spec, dataset, training in (
         (kit.teacher, kit.teacher_dataset, kit.teacher_training),
