@@ -17,7 +17,12 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Absent or blank: the run is named from its config (T, α, student and what "
+        "differs from the demo preset).",
+    )
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     teacher: str = Field(
         min_length=1, max_length=500, description="Model name or path under a model root."
@@ -82,6 +87,11 @@ class RunConfig(BaseModel):
         "student's weights (without the optimizer state), so the inspector can open the student "
         "there; thinned to stay spread over the run (0: none).",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _blank_is_no_name(cls, v: str | None) -> str | None:
+        return v if v is None or v.strip() else None
 
     @field_validator("grad_accum_steps")
     @classmethod

@@ -54,7 +54,8 @@ def test_launch_demo_preset_and_watch_the_chart_grow(browser, stack):
     # The runs page lists it as succeeded with its latest losses.
     page.goto(stack.url + "/")
     page.wait_for_selector("#runs-table .status-succeeded")
-    assert page.text_content("#runs-table tbody tr td:nth-child(3)") == "demo"
+    # Named from its config (the form's name was left empty).
+    assert page.text_content("#runs-table tbody tr td:nth-child(3)") == "T=2 α=0.5 demo-student-s"
 
 
 def test_run_page_cancel_and_download(browser, stack):
@@ -85,10 +86,25 @@ def test_run_page_cancel_and_download(browser, stack):
     assert text[0] == "key,step,value,time,flag" and any(
         ln.startswith("train/soft_loss,1,") for ln in text
     )
+    # Every text the status shows from the click on, with the time since the click.
+    page.evaluate(
+        """() => { const s = document.getElementById('run-status');
+        window.seen = []; window.t0 = null;
+        document.addEventListener('click', () => { window.t0 = performance.now(); }, true);
+        new MutationObserver(() => {
+          if (window.t0 !== null) window.seen.push([s.textContent, performance.now() - window.t0]);
+        }).observe(s, {childList: true, characterData: true, subtree: true}); }"""
+    )
     page.click("#cancel-button")
     page.wait_for_function(
         "document.getElementById('run-status').textContent === 'cancelled'", timeout=60_000
     )
+    seen = page.evaluate("window.seen")
+    texts = [t for t, _ in seen]
+    # At once (before any answer from the api or the worker): "cancelling…", never "running"
+    # again, then "cancelled".
+    assert texts and texts[0] == "cancelling…" and seen[0][1] < 300, seen
+    assert texts.index("cancelled") > 0 and "running" not in texts, seen
     assert page.is_hidden("#cancel-button")
 
 

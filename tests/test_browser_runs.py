@@ -1,10 +1,24 @@
 """The runs page in real headless Chromium: filters, sort, sparklines, a sweep shown as a
-group, editing tags and a note, and the sweep builder (with an inline validation message)."""
+group, editing tags and a note, the sweep builder (with an inline validation message), required
+fields, automatic names, the table's width at 1,280 px, and cancelling from the run page."""
 
 import httpx
 import pytest
 
+from tests.support import Stack
+
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def api_stack(env, tmp_path):
+    """The api alone: runs stay queued (nothing trains), so pages show them as launched."""
+    s = Stack(env, tmp_path)
+    try:
+        yield s.start(worker=False)
+    finally:
+        s.stop()
+
 
 BASE = {
     "teacher": "demo-teacher",
@@ -205,7 +219,9 @@ def test_run_page_explains_with_its_numbers_and_a_click_opens_the_inspector(brow
     assert models == f"demo-teacher,run:{run['id']}@5"
     page.wait_for_selector("#bars-0 .main-svg", timeout=90_000)
     names = page.evaluate("document.getElementById('bars-0').data.map(t => t.name)")
-    assert names[:2] == ["demo-teacher", f"run:{run['id']}@5"]
+    # The inspector labels a run's student by its run and step (inspect.js).
+    assert names[0].startswith("demo-teacher"), names
+    assert f"run {run['id']}" in names[1] and "step 5" in names[1], names
     # Tags and a note from the run page.
     page.goto(f"{stack.url}/runs/{run['id']}")
     page.click("#edit-meta")
@@ -219,4 +235,224 @@ def test_run_page_explains_with_its_numbers_and_a_click_opens_the_inspector(brow
         "explained",
         "t3",
     ]
+    assert not errors, errors
+
+
+def _open_form(browser, url: str):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.wait_for_function("document.querySelectorAll('#preset option').length > 0")
+    page.wait_for_function("document.getElementById('f-teacher').value === 'demo-teacher'")
+    return page, errors
+
+
+def test_an_empty_required_field_is_an_inline_error_and_no_run(browser, api_stack):
+    url = api_stack.url
+    page, errors = _open_form(browser, url)
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
+    # Emptied T: an inline error next to it, and nothing is sent (the api would default T = 2).
+    page.fill("#f-temperature", "")
+    page.click("#launch-button")
+    page.wait_for_selector("#err-temperature:not(:empty)")
+    assert "required" in page.text_content("#err-temperature")
+    assert "invalid" in page.get_attribute("[data-field=temperature]", "class")
+    # The optional fields may stay empty: no error next to them.
+    for field in ("name", "tags", "warmup_steps", "checkpoint_interval", "teacher_cache_k"):
+        assert page.text_content(f"#err-{field}") == "", field
+    # An empty required field under "More settings" opens it.
+    assert page.is_hidden("#f-max_grad_norm")
+    page.fill("#f-temperature", "2")
+    page.evaluate("document.getElementById('f-max_grad_norm').value = ''")
+    page.click("#launch-button")
+    page.wait_for_selector("#err-max_grad_norm:not(:empty)")
+    assert page.is_visible("#f-max_grad_norm") and "required" in page.text_content(
+        "#err-max_grad_norm"
+    )
+    assert page.text_content("#err-temperature") == ""  # fixed: its error is gone
+    # The sweep builder reads the same form as its base: the same, and no sweep.
+    page.fill("#f-max_grad_norm", "1")
+    page.fill("#f-alpha", " ")
+    page.click("#sweep-builder summary")
+    page.fill("#s-seed", "0, 1")
+    assert page.text_content("#sweep-button") == "Launch sweep (2 runs)"
+    page.click("#sweep-button")
+    page.wait_for_selector("#err-alpha:not(:empty)")
+    assert "required" in page.text_content("#err-alpha")
+    assert "α" in page.text_content("#sweep-error")  # said beside the button pressed too
+    page.wait_for_timeout(300)
+    assert sent == [] and "/runs/" not in page.url
+    assert httpx.get(url + "/api/runs").json()["count"] == 0
+    assert not errors, errors
+
+
+def test_the_demo_preset_launched_from_the_form_gets_a_descriptive_name(browser, api_stack):
+    url = api_stack.url
+    page, errors = _open_form(browser, url)
+    assert page.input_value("#f-name") == ""
+    assert "automatic" in page.get_attribute("#f-name", "placeholder")
+    page.click("#launch-button")
+    page.wait_for_url("**/runs/*")
+    page.wait_for_function("document.getElementById('run-title').textContent.includes('T=')")
+    assert page.text_content("#run-title").endswith(" T=2 α=0.5 demo-student-s")
+    # The hard-labels preset, with one field changed: the name says both.
+    page, _ = _open_form(browser, url)
+    page.select_option("#preset", "demo-hard")
+    page.fill("#f-seed", "3")
+    page.click("#launch-button")
+    page.wait_for_url("**/runs/*")
+    # An explicit name is kept.
+    page, _ = _open_form(browser, url)
+    page.fill("#f-name", "mine")
+    page.click("#launch-button")
+    page.wait_for_url("**/runs/*")
+    runs = httpx.get(url + "/api/runs", params={"sort": "id"}).json()["data"]
+    assert [r["name"] for r in runs] == [
+        "T=2 α=0.5 demo-student-s",
+        "hard labels demo-student-s seed=3",
+        "mine",
+    ]
+    assert all(r["config"]["name"] == r["name"] for r in runs)
+    assert not errors, errors
+
+
+def test_cancel_says_cancelling_at_once_and_an_error_on_the_page(browser, api_stack):
+    from backend.db.models import Run
+    from backend.db.session import transaction
+
+    url = api_stack.url
+    body = {**BASE, "name": "long", "max_steps": 1000}
+    ids = [httpx.post(f"{url}/api/runs", json=body).json()["id"] for _ in range(2)]
+    with transaction() as s:  # as if a worker had started them (none runs here)
+        for i in ids:
+            s.get(Run, i).status = "running"
+    page = browser.new_page()
+    errors, dialogs = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    # The api refuses: its message is shown on the page (no alert), and the button works again.
+    page.route(
+        "**/api/runs/*/cancel",
+        lambda route: route.fulfill(
+            status=409,
+            content_type="application/json",
+            body='{"detail": "run 1 has already ended (succeeded)"}',
+        ),
+    )
+    page.goto(f"{url}/runs/{ids[0]}")
+    page.wait_for_selector("#cancel-button:visible")
+    page.click("#cancel-button")
+    page.wait_for_selector("#cancel-error:not(:empty)")
+    assert "has already ended" in page.text_content("#cancel-error")
+    assert page.text_content("#run-status") == "running"
+    assert page.is_enabled("#cancel-button") and page.text_content("#cancel-button") == "Cancel run"
+    page.unroute("**/api/runs/*/cancel")
+    # Accepted: "cancelling…" while the worker has yet to stop the run, kept across a reload.
+    page.goto(f"{url}/runs/{ids[1]}")
+    page.wait_for_selector("#cancel-button:visible")
+    page.click("#cancel-button")
+    page.wait_for_function("document.getElementById('run-status').textContent === 'cancelling…'")
+    assert (
+        page.is_disabled("#cancel-button") and page.text_content("#cancel-button") == "Cancelling…"
+    )
+    page.reload()
+    page.wait_for_function("document.getElementById('run-status').textContent === 'cancelling…'")
+    assert page.is_disabled("#cancel-button")
+    assert page.text_content("#cancel-error") == ""
+    assert httpx.get(f"{url}/api/runs/{ids[1]}").json()["cancel_requested"] is True
+    # The worker stops it: the page says so.
+    with transaction() as s:
+        s.get(Run, ids[1]).status = "cancelled"
+    page.wait_for_function(
+        "document.getElementById('run-status').textContent === 'cancelled'", timeout=10_000
+    )
+    assert page.is_hidden("#cancel-button")
+    assert not errors and not dialogs, (errors, dialogs)
+
+
+def _table_fits(page) -> None:
+    """The runs table no wider than its card, and the key columns inside a 1,280 px window."""
+    got = page.evaluate(
+        """() => {
+        const table = document.getElementById('runs-table'), card = document.getElementById('runs');
+        const cs = getComputedStyle(card);
+        const inner = card.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+        const heads = [...table.querySelectorAll('thead th')].map(th => th.textContent.trim());
+        const cols = {T: heads.indexOf('T'), α: heads.indexOf('α'),
+                      soft: heads.indexOf('soft loss'), hard: heads.indexOf('hard')};
+        const outside = [];
+        for (const row of table.querySelectorAll('tbody tr.run-row')) {
+          const cells = [...Object.entries(cols).map(([k, i]) => [k, row.children[i]]),
+                         ['✎', row.querySelector('.edit-run')]];
+          for (const [k, c] of cells) {
+            const r = c.getBoundingClientRect();
+            if (r.left < 0 || r.right > window.innerWidth || r.width === 0) outside.push(k);
+          }
+        }
+        const sweep = document.querySelector('tr.sweep-row');
+        return {scroll: table.scrollWidth, inner, card: card.getBoundingClientRect().right,
+                page: document.documentElement.scrollWidth, outside, cols,
+                sweep: sweep ? sweep.getBoundingClientRect().right : 0};
+    }"""
+    )
+    assert all(i >= 0 for i in got["cols"].values()), got
+    assert got["scroll"] <= got["inner"] + 1, got
+    assert got["card"] <= 1280 and got["page"] <= 1280 and got["sweep"] <= got["card"], got
+    assert not got["outside"], got
+
+
+def _as_if_trained(url: str, steps: int) -> None:
+    """Every run succeeded, with a soft and hard loss per step (no worker runs here)."""
+    from backend.db.models import Run
+    from backend.db.session import transaction
+    from backend.services.metrics import point_row, write_points
+
+    ids = [r["id"] for r in httpx.get(f"{url}/api/runs", params={"limit": 500}).json()["data"]]
+    with transaction() as s:
+        for i in ids:
+            run = s.get(Run, i)
+            run.status, run.step = "succeeded", min(steps, run.total_steps)
+            run.latest = {"train/soft_loss": 0.012345678, "train/hard_loss": 4.3210987}
+        rows = [
+            point_row(i, key, step, 1.0 / step + (i % 3) * 0.01)
+            for i in ids
+            for step in range(1, steps + 1, 10)
+            for key in ("train/soft_loss", "train/hard_loss")
+        ]
+        write_points(s, rows)
+
+
+def test_the_runs_table_fits_1280_px_with_a_sweep_row(browser, api_stack):
+    url = api_stack.url
+    assert httpx.post(f"{url}/api/experiments/temperature").status_code == 201
+    names = ["cold", "a rather long run name that has to wrap in its cell", "x" * 60]
+    for i, name in enumerate(names):
+        body = {**BASE, "name": name, "temperature": 1.0 + i, "tags": ["baseline", "hot-teacher"]}
+        assert httpx.post(f"{url}/api/runs", json=body).status_code == 201
+    auto = httpx.post(f"{url}/api/runs", json={**BASE, "max_steps": 100_000}).json()
+    note = "the baseline: labels only, the teacher's soft loss logged for comparison " * 3
+    httpx.patch(f"{url}/api/runs/{auto['id']}", json={"note": note}).raise_for_status()
+    _as_if_trained(url, steps=300)  # latest losses and sparklines, as the widest rows have
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.wait_for_selector("tr.sweep-row")
+    page.wait_for_function("document.querySelectorAll('tr.run-row').length === 4")
+    page.wait_for_function("document.querySelectorAll('svg.sparkline polyline').length === 4")
+    assert "300/100000" in page.text_content("#runs-table tbody")
+    _table_fits(page)  # the sweep collapsed, with the single runs
+    page.click(".sweep-toggle")
+    page.wait_for_function("document.querySelectorAll('tr.run-row').length > 20")
+    _table_fits(page)  # expanded: its runs too
+    # Teacher → student and the divergence are there on demand, and still fit.
+    assert page.is_hidden("tr.run-row .pair")
+    page.check("#show-details")
+    assert page.is_visible("tr.run-row .pair")
+    assert "demo-teacher-memorised" in page.text_content("#runs-table tbody")
+    assert "details=1" in page.url
+    _table_fits(page)
+    page.screenshot(path="/tmp/helperA/runs-page-1280.png", full_page=True)
     assert not errors, errors

@@ -183,3 +183,66 @@ def test_a_broker_failure_part_way_through_a_sweep_leaves_no_run_queued(client, 
     assert sorted(sent) == sorted(i for i, x in runs.items() if x["status"] == "queued")
     r = client.post("/api/runs", json=GOOD)  # a single run: the same
     assert r.status_code == 503 and "were stored but could not be queued" in r.text
+
+
+UNNAMED = {k: v for k, v in GOOD.items() if k != "name"}
+# GOOD differs from the demo preset in its steps, batch size and sequence length.
+SHORT = "steps=20 batch=4 seq_len=32"
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({}, f"T=2 α=0.5 demo-student-s {SHORT}"),
+        ({"name": "  "}, f"T=2 α=0.5 demo-student-s {SHORT}"),
+        ({"name": None}, f"T=2 α=0.5 demo-student-s {SHORT}"),
+        ({"temperature": 4.0, "alpha": 0.9}, f"T=4 α=0.9 demo-student-s {SHORT}"),
+        ({"alpha": 0.0}, f"hard labels demo-student-s {SHORT}"),
+        (
+            {"teacher": "demo-teacher-memorised", "divergence": "jsd", "beta": 0.2, "seed": 7},
+            f"T=2 α=0.5 demo-student-s teacher=demo-teacher-memorised divergence=jsd β=0.2 "
+            f"{SHORT} seed=7",
+        ),
+        ({"name": "my run"}, "my run"),  # an explicit name is kept
+    ],
+)
+def test_a_run_without_a_name_is_named_from_its_config(client, changes, name):
+    r = client.post("/api/runs", json={**UNNAMED, **changes})
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["name"] == name and run["config"]["name"] == name  # the stored config agrees
+    assert client.get(f"/api/runs/{run['id']}").json()["name"] == name
+
+
+def test_a_name_over_200_characters_is_still_refused(client):
+    r = client.post("/api/runs", json={**UNNAMED, "name": "x" * 201})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"], r.text
+
+
+def test_an_unnamed_sweep_names_each_run_by_its_own_values(client):
+    grid = {"temperature": [1, 4], "alpha": [0, 0.9], "seed": [0, 1]}
+    r = client.post("/api/sweeps", json={"base": UNNAMED, "grid": grid})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    # The sweep is named by what its runs share (T, α and seed vary).
+    assert body["sweep"]["name"] == f"demo-student-s {SHORT}"
+    runs = client.get("/api/runs", params={"sweep": body["sweep"]["id"]}).json()["data"]
+    names = sorted(x["name"] for x in runs)
+    assert names == sorted(
+        [
+            f"T=1 α=0.9 demo-student-s {SHORT}",
+            f"T=1 α=0.9 demo-student-s {SHORT} seed=1",
+            f"T=4 α=0.9 demo-student-s {SHORT}",
+            f"T=4 α=0.9 demo-student-s {SHORT} seed=1",
+            f"hard labels demo-student-s T=1 {SHORT}",
+            f"hard labels demo-student-s T=1 {SHORT} seed=1",
+            f"hard labels demo-student-s T=4 {SHORT}",
+            f"hard labels demo-student-s T=4 {SHORT} seed=1",
+        ]
+    )
+    assert all(x["config"]["name"] == x["name"] for x in runs)
+
+
+def test_the_presets_carry_no_name(client):
+    presets = client.get("/api/presets").json()
+    assert presets and all(p["config"]["name"] is None for p in presets)

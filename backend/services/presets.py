@@ -1,8 +1,9 @@
-"""Launch presets offered by the form. The demo preset runs on the offline demo kit."""
+"""Launch presets offered by the form. The demo preset runs on the offline demo kit. Presets
+carry no name: a run launched without one is named from its config (services/naming.py)."""
 
 from backend.schemas import Preset, RunConfig
 
-_DEMO = {
+DEMO_CONFIG = {
     "teacher": "demo-teacher",
     "student": "demo-student-s",
     "dataset": "demo",
@@ -23,26 +24,26 @@ PRESETS = [
         label="Demo: distil the demo teacher at T = 2",
         description="The offline demo pair: a 4-layer teacher trained on the demo language "
         "and a 1-layer student, 200 steps, α = 0.5.",
-        config={"name": "demo", **_DEMO},
+        config=DEMO_CONFIG,
     ),
     Preset(
         id="demo-hard",
         label="Demo: hard labels only (α = 0)",
         description="The same student trained on the data's labels alone: the baseline "
         "distillation has to beat.",
-        config={"name": "demo-hard-labels", **_DEMO, "alpha": 0.0},
+        config={**DEMO_CONFIG, "alpha": 0.0},
     ),
     Preset(
         id="demo-t1",
         label="Demo: distillation at T = 1",
         description="Soft targets without softening.",
-        config={"name": "demo-T1", **_DEMO, "temperature": 1.0, "alpha": 0.9},
+        config={**DEMO_CONFIG, "temperature": 1.0, "alpha": 0.9},
     ),
     Preset(
         id="demo-t4",
         label="Demo: distillation at T = 4",
         description="A softer teacher: more mass on the near-synonyms.",
-        config={"name": "demo-T4", **_DEMO, "temperature": 4.0, "alpha": 0.9},
+        config={**DEMO_CONFIG, "temperature": 4.0, "alpha": 0.9},
     ),
 ]
 

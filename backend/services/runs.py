@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from backend.db.models import MetricPoint, Run, RunStatus, Sweep, utcnow
 from backend.schemas import MAX_SWEEP_RUNS, MAX_TAGS, RunConfig, SweepGrid
 from backend.services import catalog
+from backend.services.naming import run_name
 from backend.services.records import check_records
 from backend.services.vocab import VocabularyMismatch, shared_vocab_size
 from backend.settings import Settings
@@ -76,6 +77,8 @@ def create_run(
     caller commits, then enqueues."""
     if not checked:
         check_resources(config=config, settings=settings)
+    if config.name is None:  # the stored config says the name the run got
+        config = config.model_copy(update={"name": run_name(config)})
     run = Run(
         name=config.name,
         tags=list(config.tags),
@@ -228,11 +231,12 @@ def create_sweep(
     for combo in combos:
         values = dict(zip(varying, combo, strict=True))
         parts = [f"{_SHORT[k]}={v:g}" if not isinstance(v, str) else v for k, v in values.items()]
-        name = f"{base.name} · {' '.join(parts)}" if parts else base.name
+        # Without a base name, create_run names each run by its own values.
+        name = None
+        if base.name is not None:
+            name = (f"{base.name} · {' '.join(parts)}" if parts else base.name)[:200]
         try:
-            configs.append(
-                RunConfig.model_validate({**base.model_dump(), **values, "name": name[:200]})
-            )
+            configs.append(RunConfig.model_validate({**base.model_dump(), **values, "name": name}))
         except ValidationError as e:
             # The base was valid alone: a combination broke a rule between fields.
             err = e.errors()[0]
@@ -245,7 +249,8 @@ def create_sweep(
         check_resources(config=configs[0], settings=settings)
     except FieldError as e:
         raise FieldError(e.field, e.message, e.value, prefix=("base",)) from None
-    sweep = Sweep(name=base.name, grid=varying)
+    # Unnamed, a sweep is named by what its runs share: the base without the swept fields.
+    sweep = Sweep(name=base.name or run_name(base, omit=varying), grid=varying)
     session.add(sweep)
     session.flush()
     tag = f"sweep-{sweep.id}"

@@ -1,9 +1,12 @@
 // Runs page, left: the launch form (presets, every config field, the API's validation message
-// next to its field), the sweep builder and the built-in experiment's button.
+// next to its field), the sweep builder and the built-in experiment's button. Every field is
+// required but the few marked optional, whose help says what empty means; an empty required
+// field is an error next to it and nothing is sent.
 "use strict";
 
 const FIELDS = [
-  { name: "name", type: "text", label: "name" },
+  { name: "name", type: "text", label: "name", optional: true, placeholder: "automatic if empty",
+    help: "empty: named from its config" },
   { name: "teacher", type: "text", list: "models", label: "teacher" },
   { name: "student", type: "text", list: "models", label: "student" },
   { name: "dataset", type: "text", list: "datasets", label: "dataset" },
@@ -16,20 +19,21 @@ const FIELDS = [
   { name: "grad_accum_steps", type: "number", label: "grad. accumulation" },
   { name: "seq_len", type: "number", label: "sequence length" },
   { name: "learning_rate", type: "number", label: "learning rate" },
-  { name: "warmup_steps", type: "number", label: "warm-up steps", help: "empty: 10 % of the steps" },
+  { name: "warmup_steps", type: "number", label: "warm-up steps", help: "empty: 10 % of the steps", optional: true },
   { name: "eval_interval", type: "number", label: "eval every" },
   { name: "seed", type: "number", label: "seed" },
-  { name: "tags", type: "text", label: "tags", help: "comma-separated" },
+  { name: "tags", type: "text", label: "tags", help: "comma-separated; may be empty", optional: true },
   // Under "More settings".
   { name: "weight_decay", type: "number", label: "weight decay", more: true },
   { name: "max_grad_norm", type: "number", label: "max grad norm", help: "clip the gradient's norm to this", more: true },
   { name: "eval_batches", type: "number", label: "eval batches", more: true },
-  { name: "checkpoint_interval", type: "number", label: "checkpoint every", help: "empty: every eval", more: true },
+  { name: "checkpoint_interval", type: "number", label: "checkpoint every", help: "empty: every eval", more: true,
+    optional: true },
   { name: "keep_checkpoints", type: "number", label: "resumable checkpoints kept", help: "0 = all", more: true },
   { name: "keep_checkpoint_weights", type: "number", label: "older checkpoints' weights kept",
     help: "spread over the run, for the inspector; 0 = none", more: true },
   { name: "teacher_cache_k", type: "number", label: "teacher-logit cache k",
-    help: "empty: no cache; reuse the teacher's top-k logits across runs (forward_kl)", more: true },
+    help: "empty: no cache; reuse the teacher's top-k logits across runs (forward_kl)", more: true, optional: true },
 ];
 
 let presets = [];
@@ -50,9 +54,14 @@ function buildForm() {
       for (const o of f.options) input.append(el("option", { value: o }, o));
     } else {
       input = el("input", { id, name: f.name, type: "text", list: f.list ? `list-${f.list}` : null,
-                            inputmode: f.type === "number" ? "decimal" : null, autocomplete: "off" });
+                            inputmode: f.type === "number" ? "decimal" : null, autocomplete: "off",
+                            placeholder: f.placeholder || null, "aria-required": f.optional ? null : "true" });
     }
     row.append(input);
+    input.addEventListener("input", () => {  // an error goes as its field is edited
+      row.classList.remove("invalid");
+      document.getElementById(`err-${f.name}`).textContent = "";
+    });
     if (f.help) row.append(el("small", { class: "help" }, f.help));
     row.append(el("small", { class: "field-error", id: `err-${f.name}`, role: "alert" }));
     box.append(row);
@@ -70,15 +79,29 @@ function fillForm(config) {
 }
 
 function readForm() {
+  // The form's config, or null when a required field is empty: each such field then shows
+  // the error (the api's default must never stand in for a value the user erased).
   const body = {};
+  const missing = [];
   for (const f of FIELDS) {
     const raw = document.getElementById(`f-${f.name}`).value.trim();
-    if (raw === "") continue;  // the api's default applies (or it says the field is required)
+    if (raw === "") {
+      if (!f.optional) missing.push(f);
+      continue;  // an optional field: the api's default (its help says which)
+    }
     if (f.name === "tags") body.tags = raw.split(",").map((t) => t.trim()).filter(Boolean);
-    else if (f.type === "number" && raw !== "" && !Number.isNaN(Number(raw))) body[f.name] = Number(raw);
+    else if (f.type === "number" && !Number.isNaN(Number(raw))) body[f.name] = Number(raw);
     else body[f.name] = raw;  // the api says what is wrong with it
   }
-  return body;
+  if (!missing.length) return body;
+  showErrors(missing.map((f) => ({ loc: ["body", f.name], msg: "required: enter a value" })));
+  document.getElementById(`f-${missing[0].name}`).focus();
+  return null;
+}
+
+function missingLabels() {
+  // For beside the button pressed: the fields marked empty above.
+  return FIELDS.filter((f) => document.getElementById(`err-${f.name}`).textContent).map((f) => f.label).join(", ");
 }
 
 function clearErrors() {
@@ -108,10 +131,12 @@ function showErrors(detail) {
 async function launch(event) {
   event.preventDefault();
   clearErrors();
+  const body = readForm();
+  if (!body) { document.getElementById("form-error").textContent = `Required, left empty: ${missingLabels()}.`; return; }
   const button = document.getElementById("launch-button");
   button.disabled = true;
   try {
-    const res = await api("/api/runs", { method: "POST", body: JSON.stringify(readForm()) });
+    const res = await api("/api/runs", { method: "POST", body: JSON.stringify(body) });
     if (res.status === 201) window.location.href = `/runs/${res.body.id}`;
     else showErrors(res.body ? res.body.detail : `HTTP ${res.status}`);
   } catch (e) {
@@ -147,16 +172,16 @@ function listOf(id) {
     .map((t) => (Number.isNaN(Number(t)) ? t : Number(t)));
 }
 
-function sweepBody() {
+function sweepGrid() {
   const grid = {};
   for (const k of ["temperature", "alpha", "seed"]) { const v = listOf(`s-${k}`); if (v.length) grid[k] = v; }
   const divs = [...document.querySelectorAll(".s-divergence:checked")].map((b) => b.value);
   if (divs.length) grid.divergence = divs;
-  return { base: readForm(), grid };
+  return grid;
 }
 
 function updateSweepCount() {
-  const { grid } = sweepBody();
+  const grid = sweepGrid();
   const n = Object.values(grid).reduce((a, v) => a * v.length, 1);
   document.getElementById("sweep-button").textContent = `Launch sweep (${n} run${n === 1 ? "" : "s"})`;
 }
@@ -165,12 +190,14 @@ async function launchSweep() {
   clearErrors();
   document.querySelectorAll("[id^=serr-]").forEach((n) => (n.textContent = ""));
   document.getElementById("sweep-error").textContent = "";
+  const base = readForm();  // the same required fields as a single run
+  if (!base) { document.getElementById("sweep-error").textContent = `Required in the form above, left empty: ${missingLabels()}.`; return; }
   const general = [];
   const button = document.getElementById("sweep-button");
   button.disabled = true;  // one click, one sweep
   let res;
   try {
-    res = await api("/api/sweeps", { method: "POST", body: JSON.stringify(sweepBody()) });
+    res = await api("/api/sweeps", { method: "POST", body: JSON.stringify({ base, grid: sweepGrid() }) });
   } catch (e) {
     res = { ok: false, status: 0, body: { detail: `could not reach the api: ${e}` } };
   } finally {

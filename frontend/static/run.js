@@ -31,6 +31,8 @@ const CHARTS = [
 const traceIndex = {};  // key -> {chart, index}
 let run = null;
 let source = null;
+let cancelAsked = false;  // pressed here (and not refused): "cancelling…" even before the
+                          // api answers, and whatever an older refresh still in flight says
 
 function initCharts() {
   for (const chart of CHARTS) {
@@ -82,14 +84,20 @@ function addPoints(points) {
 function renderRun() {
   document.title = `distillscope — ${run.name}`;
   document.getElementById("run-title").textContent = `#${run.id} ${run.name}`;
+  // A cancel asked for (here, or before a reload) and not yet carried out by the worker.
+  const active = ["queued", "running"].includes(run.status);
+  const cancelling = active && (run.cancel_requested || cancelAsked);
   const status = document.getElementById("run-status");
-  status.textContent = run.status;
-  status.className = `status status-${run.status}`;
+  status.textContent = cancelling ? "cancelling…" : run.status;
+  status.className = `status status-${cancelling ? "cancelling" : run.status}`;
   const bar = document.getElementById("run-progress");
   bar.max = run.total_steps;
   bar.value = run.step;
-  document.getElementById("run-step").textContent = `step ${run.step} / ${run.total_steps}${eta()}`;
-  document.getElementById("cancel-button").hidden = !["queued", "running"].includes(run.status);
+  document.getElementById("run-step").textContent = `step ${run.step} / ${run.total_steps}${cancelling ? "" : eta()}`;
+  const cancel = document.getElementById("cancel-button");
+  cancel.hidden = !active;
+  cancel.disabled = cancelling;
+  cancel.textContent = cancelling ? "Cancelling…" : "Cancel run";
   document.getElementById("inspect-link").href = inspectUrl(`run:${run.id}`);
   const err = document.getElementById("run-error");
   err.hidden = !run.error;
@@ -212,8 +220,24 @@ async function openInspectorAt(step) {
 }
 
 async function cancelRun() {
-  const res = await api(`/api/runs/${RUN_ID}/cancel`, { method: "POST" });
-  if (!res.ok) alert(res.body && res.body.detail ? res.body.detail : `HTTP ${res.status}`);
+  // Said at once: a running run stops only at its next step, which can take a while.
+  const error = document.getElementById("cancel-error");
+  error.textContent = "";
+  cancelAsked = true;
+  renderRun();
+  let res;
+  try {
+    res = await api(`/api/runs/${RUN_ID}/cancel`, { method: "POST" });
+  } catch (e) {
+    res = { ok: false, status: 0, body: { detail: `could not reach the api: ${e}` } };
+  }
+  if (res.ok) run = res.body;  // its cancel_requested keeps "cancelling…" across a reload
+  else {
+    cancelAsked = false;
+    const d = res.body && res.body.detail;
+    error.textContent = `Could not cancel: ${typeof d === "string" ? d : d ? JSON.stringify(d) : `HTTP ${res.status}`}`;
+  }
+  renderRun();
   await refreshRun();
 }
 

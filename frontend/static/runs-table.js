@@ -1,7 +1,10 @@
 // Runs page, right: the live runs table. Filters and sort (kept in the URL), sweeps as
 // collapsible groups, soft-loss sparklines, an inline editor for tags and the note, and the
-// selection of runs to compare.
+// selection of runs to compare. The columns fit a 1,280 px window: teacher → student and the
+// divergence are a line under the name, shown on demand ("models & divergence").
 "use strict";
+
+const COLUMNS = 10;  // as many as the header in index.html
 
 const selected = new Set();
 
@@ -11,7 +14,7 @@ function updateCompare() {
   b.textContent = selected.size >= 2 ? `Compare ${selected.size} runs` : "Compare selected";
 }
 
-const view = { status: "", tag: "", q: "", sort: "-id", sweep: "" };
+const view = { status: "", tag: "", q: "", sort: "-id", sweep: "", details: "" };
 const expanded = new Set();   // sweep ids shown open
 const sparks = {};            // run id -> { step, points }
 let editing = null;           // run id whose editor is open (the table then pauses refreshing)
@@ -23,6 +26,7 @@ function readView() {
   if (view.sweep) expanded.add(Number(view.sweep));  // opened from a run page: show its sweep
   document.getElementById("filter-status").value = view.status;
   document.getElementById("filter-text").value = view.q;
+  document.getElementById("show-details").checked = Boolean(view.details);
 }
 
 function writeView() {
@@ -78,20 +82,21 @@ function runRow(r) {
   // Inside its sweep's group a run's sweep-<id> tag says nothing new.
   for (const t of r.tags) if (t !== `sweep-${r.sweep_id}`) name.append(" ", el("span", { class: "tag" }, t));
   if (r.note) name.append(el("div", { class: "note", title: r.note }, r.note));
+  if (view.details) name.append(el("div", { class: "pair" }, `${c.teacher} → ${c.student} · ${c.divergence}`));
   const progress = el("td");
   progress.append(el("progress", { max: r.total_steps, value: r.step }), el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
   const status = el("td");
-  status.append(statusBadge(r.status));
+  // A cancel asked for and not yet carried out by the worker (see the run page).
+  const cancelling = r.cancel_requested && ["queued", "running"].includes(r.status);
+  status.append(cancelling ? el("span", { class: "status status-cancelling" }, "cancelling…") : statusBadge(r.status));
   const spark = el("td", { class: "spark" });
   spark.append(sparkline(sparks[r.id] && sparks[r.id].points), " ", el("span", { class: "num soft" }, fmt(r.latest["train/soft_loss"])));
   const edit = el("button", { type: "button", class: "link edit-run", title: "edit tags and note", "aria-label": `edit run ${r.id}` }, "✎");
   edit.addEventListener("click", () => openEditor(r));
   const pick = el("td"); pick.append(box);
   const actions = el("td"); actions.append(edit);
-  const pair = el("td", { class: "pair" });
-  pair.append(el("span", {}, c.teacher), el("br"), el("span", {}, `→ ${c.student}`));
-  tr.append(pick, el("td", {}, r.id), name, status, progress, pair,
-            el("td", {}, fmt(c.temperature)), el("td", {}, fmt(c.alpha)), el("td", {}, c.divergence),
+  tr.append(pick, el("td", {}, r.id), name, status, progress,
+            el("td", {}, fmt(c.temperature)), el("td", {}, fmt(c.alpha)),
             spark,
             el("td", { class: "num" }, fmt(r.latest["train/hard_loss"])), actions);
   tr.addEventListener("click", (e) => {
@@ -114,7 +119,7 @@ function sweepRow(sweep, members) {
   const toggle = el("button", { type: "button", class: "link sweep-toggle", "aria-expanded": open ? "true" : "false" },
                     `${open ? "▾" : "▸"} sweep #${sweep.id}`);
   toggle.addEventListener("click", () => { open ? expanded.delete(sweep.id) : expanded.add(sweep.id); render(); });
-  const cell = el("td", { colspan: 10 });
+  const cell = el("td", { colspan: COLUMNS - 2, class: "sweep-cell" });
   const grid = Object.entries(sweep.grid).map(([k, v]) => `${k} ∈ {${v.join(", ")}}`).join(" × ");
   const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
   const compare = el("a", { class: "button-link", href: `/compare?runs=${[...sweep.runs].join(",")}` }, "compare");
@@ -197,7 +202,7 @@ function openEditor(r) {
   editing = r.id;
   const row = document.querySelector(`tr.run-row[data-run-id="${r.id}"]`);
   const tr = el("tr", { class: "editor-row" });
-  const cell = el("td", { colspan: 12 });
+  const cell = el("td", { colspan: COLUMNS });
   const tags = el("input", { id: "edit-tags", autocomplete: "off", "aria-label": "tags" });
   tags.value = r.tags.join(", ");
   const note = el("textarea", { id: "edit-note", rows: 2, "aria-label": "note" });
@@ -227,6 +232,11 @@ function openEditor(r) {
 
 function bindFilters() {
   let typing = null;
+  document.getElementById("show-details").addEventListener("change", (e) => {
+    view.details = e.target.checked ? "1" : "";
+    writeView();
+    render();
+  });
   document.getElementById("clear-sweep").addEventListener("click", () => { view.sweep = ""; writeView(); refreshRuns(); });
   document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; writeView(); refreshRuns(); });
   document.getElementById("filter-tag").addEventListener("change", (e) => { view.tag = e.target.value; writeView(); refreshRuns(); });
