@@ -260,6 +260,13 @@ class ModelInfo(BaseModel):
     vocab_size: int | None
     n_positions: int | None
     parameters: int | None = None
+    role: str | None = Field(default=None, description="teacher or student, as the kit records")
+    description: str | None = Field(default=None, description="How the model was made.")
+    profile: dict | None = Field(
+        default=None,
+        description="What a demo teacher knows of the truth, held out: how peaked it is, the "
+        "truth's top 5 it keeps, KL(truth ‖ teacher) at T = 1 and at its best T.",
+    )
 
 
 class DatasetInfo(BaseModel):

@@ -200,8 +200,16 @@ def test_stream_sends_points_status_and_done(client):
 
 
 def test_catalog_and_presets(client):
-    names = {m["name"] for m in client.get("/api/models").json()}
-    assert {"demo-teacher", "demo-student-s"} <= names
+    models = {m["name"]: m for m in client.get("/api/models").json()}
+    assert {"demo-teacher", "demo-student-s", "demo-teacher-finetuned"} <= set(models)
+    # How each kit model was made, and what the fine-tuned teacher keeps of the truth.
+    ft = models["demo-teacher-finetuned"]
+    assert ft["role"] == "teacher" and "argmax labels" in ft["description"]
+    assert 0 <= ft["profile"]["confident_share"] <= 1 and ft["profile"]["best_t"] > 0
+    assert (
+        models["demo-student-s"]["role"] == "student"
+        and models["demo-student-s"]["profile"] is None
+    )
     assert "demo" in {d["name"] for d in client.get("/api/datasets").json()}
     presets = client.get("/api/presets").json()
     assert presets[0]["id"] == "demo" and presets[0]["config"]["teacher"] == "demo-teacher"
