@@ -113,6 +113,41 @@ function renderRun() {
   }
 }
 
+let teacherInfo = null;  // the run's teacher as /api/models describes it (role, profile)
+
+function pct(x) { return `${Math.round(x * 100)} %`; }
+
+// Why soften this run's teacher, said with what the kit measured of it when it did: how often
+// its top token holds ≥ 0.9 on held-out text, and its KL to the truth at T = 1 and its best T.
+function softenText(name, info) {
+  const p = info && info.profile;
+  const tail = "Too high a T flattens everything toward uniform, known or not.";
+  if (!p) {
+    return `A teacher fine-tuned on one-hot labels, such as demo-teacher-finetuned, can put nearly all its mass on ` +
+      `one token; at T = 1 its distribution then says little more than the label does. Dividing by T > 1 lifts the ` +
+      `runner-ups: those that rise well above the uniform share are what the teacher ranks next, the “dark ` +
+      `knowledge” a label cannot carry. ${tail} How peaked this run's teacher (${name}) is, the inspector shows.`;
+  }
+  const closest = p.best_t === 1 ? "no higher T brings it closer to the truth"
+    : `it is closest to the truth at T = ${p.best_t} (KL ${fmt(p.kl_true_best_t, 3)} against ${fmt(p.kl_true_t1, 3)} at T = 1)`;
+  if (p.confident_share >= 0.5) {
+    return `This run's teacher, ${name}, is confident: on held-out text its top token holds at least 0.9 at ` +
+      `${pct(p.confident_share)} of the positions where the language has a choice, so at T = 1 its distribution says ` +
+      `little more than the label does. Dividing by T > 1 lifts its runner-ups; those that rise well above the uniform ` +
+      `share are what it ranks next, the “dark knowledge” a label cannot carry, and ${closest}. ${tail}`;
+  }
+  return `This run's teacher, ${name}, is not peaked: its top token holds at least 0.9 at only ` +
+    `${pct(p.confident_share)} of the held-out positions where the language has a choice, so at T = 1 it already shows ` +
+    `its runner-ups, and ${closest}. Softening matters for a peaked teacher, one fine-tuned on one-hot labels such as ` +
+    `demo-teacher-finetuned. ${tail}`;
+}
+
+async function loadTeacherInfo() {
+  const res = await api("/api/models");
+  teacherInfo = (res.body || []).find((m) => m.name === run.config.teacher) || null;
+  renderExplainer();
+}
+
 const DIVERGENCE = {
   forward_kl: "KL(teacher_T ‖ student_T)",
   reverse_kl: "KL(student_T ‖ teacher_T)",
@@ -144,11 +179,7 @@ function renderExplainer() {
     ` (Hinton et al., 2015). Multiplying by T² = ${fmt(T * T)} undoes that, so that α keeps the same ` +
     `meaning at any T: without it, at T = ${fmt(T)} the teacher's term would weigh ` +
     `${T === 1 ? "the same" : `${fmt(T * T)}× less`} than α says.`;
-  document.getElementById("why-soften").textContent =
-    `A well-trained teacher is confident: at T = 1 its top token often holds nearly all the mass, ` +
-    `and the distribution then says little more than the label does. Dividing by T > 1 lifts the ` +
-    `runner-ups, showing which wrong tokens the teacher thinks are nearly right — the “dark ` +
-    `knowledge” a label cannot carry. Too high a T flattens everything towards uniform. `;
+  document.getElementById("why-soften").textContent = softenText(c.teacher, teacherInfo) + " ";
   const see = el("a", { href: document.getElementById("inspect-link").href, id: "why-inspect" },
                  "See it on a prompt in the inspector, for this run's teacher and student.");
   document.getElementById("why-soften").append(see);
@@ -296,6 +327,7 @@ bindMeta();
 
 (async () => {
   if (!(await refreshRun())) return;
+  loadTeacherInfo();
   initCharts();
   document.getElementById("chart-losses").on("plotly_click", (ev) => {
     if (ev.points && ev.points.length) openInspectorAt(ev.points[0].x);

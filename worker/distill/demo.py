@@ -247,6 +247,7 @@ def _train_from_scratch(settings, tokenizer, spec, dataset, training, progress) 
         "made": f"trained from scratch for {training['max_steps']} steps on {dataset}'s labels",
         "train_seconds": seconds,
         "eval": metrics,
+        "profile": teachers.profile(model, data.eval),
     }
     return model, meta
 

@@ -1,8 +1,9 @@
-"""The built-in experiment's panel on the compare page, fed made-up runs with contrasting
-numbers (the page's own functions in real Chromium): its words follow the numbers whichever
-way they point, say what unfinished seeds are doing, count seeds in the singular and plural,
-never call a 4 % gap "1.0× higher", and its inspector links put a teacher first and only runs'
-students after it."""
+"""Words derived from numbers, fed made-up numbers with contrasting values (the pages' own
+functions in real Chromium, one api for the module). The built-in experiment's panel on the
+compare page: its words follow the numbers whichever way they point, say what unfinished seeds
+are doing, count seeds in the singular and plural, never call a 4 % gap "1.0× higher", and its
+inspector links put a teacher first and only runs' students after it. The run page's "why
+soften" paragraph: said with what the kit measured of the run's teacher."""
 
 from urllib.parse import parse_qs, urlparse
 
@@ -144,3 +145,40 @@ def test_inspect_links_put_a_teacher_first_and_students_after(page):
         "(() => { const p = document.getElementById('experiment-panel');"
         " return p.scrollWidth <= p.clientWidth + 1 })()"
     )
+
+
+PEAKED_PROFILE = {
+    "confident_share": 0.923,
+    "best_t": 2,
+    "kl_true_t1": 1.870,
+    "kl_true_best_t": 0.691,
+}
+CALIBRATED_PROFILE = {
+    "confident_share": 0.002,
+    "best_t": 1,
+    "kl_true_t1": 0.020,
+    "kl_true_best_t": 0.020,
+}
+
+
+def test_run_page_says_how_peaked_its_teacher_is(browser_module, shared_api_stack):
+    page = browser_module.new_page()
+    page.goto(shared_api_stack.url + "/runs/1")  # no such run: the page's functions load anyway
+    page.wait_for_function("typeof softenText === 'function'")
+
+    def said(name, profile):
+        info = {"name": name, "profile": profile} if profile is not None else None
+        return page.evaluate("([n, i]) => softenText(n, i)", [name, info])
+
+    peaked = said("demo-teacher-finetuned", PEAKED_PROFILE)
+    assert "is confident" in peaked and "at least 0.9 at 92 % of the positions" in peaked
+    assert "closest to the truth at T = 2 (KL 0.691 against 1.87 at T = 1)" in peaked
+    calibrated = said("demo-teacher", CALIBRATED_PROFILE)
+    assert "is not peaked" in calibrated and "only 0 % of the held-out positions" in calibrated
+    assert "no higher T brings it closer to the truth" in calibrated
+    assert "is confident" not in calibrated
+    unknown = said("some-org/some-llm", None)
+    assert "How peaked this run's teacher (some-org/some-llm) is, the inspector shows" in unknown
+    # Never the old unconditional claim.
+    for text in (peaked, calibrated, unknown):
+        assert "A well-trained teacher is confident" not in text
