@@ -1,4 +1,5 @@
-"""The FastAPI app: API routes, the static frontend and plotly.js served locally."""
+"""The FastAPI app: API routes, the static frontend, and plotly.js and the API docs (Swagger UI,
+ReDoc) served from local files, so every page works offline."""
 
 import asyncio
 import logging
@@ -11,10 +12,15 @@ import plotly
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend.api.routes import catalog, compare, inspect, runs, sweeps
+from backend.api.routes import catalog, inspect, runs, sweeps
 from backend.db.migrate import upgrade
 from backend.db.session import transaction
 from backend.services.runs import FieldError, mark_lost
@@ -24,6 +30,12 @@ log = logging.getLogger(__name__)
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# Vendored from npm (see frontend/static/vendor/README.md): FastAPI's defaults load them from a CDN.
+SWAGGER_UI = "/static/vendor/swagger-ui-5.35.0"
+REDOC = "/static/vendor/redoc-2.5.4"
+# The docs pages may fetch, draw and connect only to this server: ReDoc's sidebar would
+# otherwise load its vendor's logo from a CDN on every visit (it hides the image when it fails).
+DOCS_CSP = "connect-src 'self'; img-src 'self' data: blob:; font-src 'self' data:"
 
 
 async def _sweep_lost_runs() -> None:
@@ -72,13 +84,14 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Knowledge-distillation lab bench: runs, live metrics, inspection.",
+        docs_url=None,  # served below from local files
+        redoc_url=None,
     )
     app.include_router(runs.router)
     app.include_router(runs.compare_router)
     app.include_router(sweeps.experiment_router)
     app.include_router(sweeps.sweep_router)
     app.include_router(inspect.router)
-    app.include_router(compare.router)
     app.include_router(catalog.router)
 
     @app.exception_handler(RequestValidationError)
@@ -104,6 +117,7 @@ def create_app() -> FastAPI:
         return FileResponse(PLOTLY_JS, media_type="application/javascript")
 
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
+    _docs_routes(app)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -122,6 +136,41 @@ def create_app() -> FastAPI:
         return FileResponse(FRONTEND / "run.html")
 
     return app
+
+
+def _docs_routes(app: FastAPI) -> None:
+    """/docs and /redoc as FastAPI draws them, with the vendored assets instead of a CDN's."""
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} — API (Swagger UI)",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+            oauth2_redirect_url=oauth2_redirect,
+            swagger_ui_parameters={"validatorUrl": None},  # no badge from the online validator
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        page = get_redoc_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} — API (ReDoc)",
+            redoc_js_url=f"{REDOC}/redoc.standalone.js",
+            redoc_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
 
 
 app = create_app()

@@ -1,24 +1,13 @@
 // Compare page: selected runs overlaid per metric; smoothing, x-axis, log y, grouping across
 // seeds (mean line, min–max band), config diff, summary. The page state lives in the URL.
+// The pure helpers are in compare-groups.js; compare-export.js saves what this draws as a file.
 "use strict";
 
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const state = { runs: [], smooth: 0.6, x: "step", logy: false, group: "", diff: false };
+const X_TITLES = { step: "step", time: "wall time (s)", tokens: "tokens seen" };
 let runs = [];
 let metrics = {};
-
-// Exponential moving average with TensorBoard's debiasing (no pull towards 0 at the start).
-function smoothEma(ys, weight) {
-  const out = [];
-  let last = 0, n = 0;
-  for (const y of ys) {
-    if (y === null || !Number.isFinite(y)) { out.push(null); continue; }
-    last = last * weight + (1 - weight) * y;
-    n += 1;
-    out.push(weight > 0 ? last / (1 - Math.pow(weight, n)) : y);
-  }
-  return out;
-}
 
 function readUrl() {
   const q = new URLSearchParams(window.location.search);
@@ -36,7 +25,6 @@ function writeUrl() {
   const experiment = new URLSearchParams(window.location.search).get("experiment");
   if (experiment) q.set("experiment", experiment);
   history.replaceState(null, "", `/compare?${q}`);
-  document.getElementById("export").href = `/api/compare/export?${q}`;
 }
 
 function xs(run, pts) {
@@ -45,7 +33,8 @@ function xs(run, pts) {
   return pts.map((p) => p.step);
 }
 
-function label(run) { return plotlyLabel(`#${run.id} ${run.name}`); }
+function runTitle(run) { return `#${run.id} ${run.name}`; }  // for text nodes
+function label(run) { return plotlyLabel(runTitle(run)); }  // for Plotly, which reads some HTML
 
 function drawCharts() {
   const box = document.getElementById("compare-charts");
@@ -62,18 +51,24 @@ function drawCharts() {
     const traces = state.group ? groupTraces(key) : runTraces(key);
     return Plotly.newPlot(divs[ki], traces, {
       title: { text: title, font: { size: 14 } }, height: 320, margin: { l: 55, r: 10, t: 40, b: 80 },
-      xaxis: { title: { text: { step: "step", time: "wall time (s)", tokens: "tokens seen" }[state.x] } },
-      yaxis: { type: state.logy ? "log" : "linear" }, legend: { orientation: "h", y: -0.3 },
+      xaxis: { title: { text: X_TITLES[state.x] } },
+      yaxis: { type: state.logy ? "log" : "linear" }, legend: { orientation: "h", y: -0.3, traceorder: "normal" },
     }, { responsive: true, displaylogo: false });
   }));
+}
+
+// A run's series as drawn: x per the x-axis, y smoothed (eval metrics are few and not smoothed).
+function runSeries(run, key) {
+  const pts = (metrics[run.id] || {})[key] || [];
+  const raw = pts.map((p) => p.value);
+  return { pts, x: xs(run, pts), raw, y: key.startsWith("eval/") ? raw : smoothEma(raw, state.smooth) };
 }
 
 function runTraces(key) {
   const traces = [];
   runs.forEach((run, i) => {
-    const pts = (metrics[run.id] || {})[key] || [];
-    const x = xs(run, pts), y = pts.map((p) => p.value), color = COLORS[i % COLORS.length];
-    const smoothed = key.startsWith("eval/") ? y : smoothEma(y, state.smooth);
+    const { pts, x, raw: y, y: smoothed } = runSeries(run, key);
+    const color = COLORS[i % COLORS.length];
     if (state.smooth > 0 && !key.startsWith("eval/")) {
       traces.push({ x, y, mode: "lines", name: `${label(run)} (raw)`, showlegend: false,
                     line: { color, width: 1 }, opacity: 0.25, hoverinfo: "skip" });
@@ -87,22 +82,21 @@ function runTraces(key) {
 }
 
 function groupTraces(key) {
-  const groups = new Map();
-  for (const run of runs) {
-    const g = JSON.stringify(run.config[state.group]);
-    if (!groups.has(g)) groups.set(g, []);
-    groups.get(g).push(run);
-  }
+  const fields = groupFields(state.group, runs);
   const traces = [];
-  [...groups.entries()].forEach(([g, members], i) => {
-    const band = bandStats(members.map((run) => {
-      const pts = (metrics[run.id] || {})[key] || [];
-      const ys = key.startsWith("eval/") ? pts.map((p) => p.value) : smoothEma(pts.map((p) => p.value), state.smooth);
-      return { x: xs(run, pts), y: ys };
-    }));
+  groupRuns(runs, fields).forEach((members, i) => {
+    // A run with no point of this metric yet (queued, or before its first eval) is left out.
+    const series = members.map((run) => ({ run, ...runSeries(run, key) })).filter((s) => s.y.some(hasValue));
+    if (!series.length) return;
+    const band = bandStats(series);
     const color = COLORS[i % COLORS.length];
-    const value = JSON.parse(g);
-    const name = plotlyLabel(state.group === "name" ? `${value} (${members.length})` : `${state.group} = ${value} (${members.length})`);
+    const n = series.length === members.length ? runCount(members.length) : `${series.length} of ${runCount(members.length)}`;
+    // Say why a line stops before its longest run does: the shortest run ends there.
+    const lastX = (s) => s.x[s.y.findLastIndex(hasValue)];
+    const shortest = series.reduce((a, b) => (lastX(b) < lastX(a) ? b : a));
+    const early = band.x.length && series.some((s) => lastX(s) > band.x[band.x.length - 1])
+      ? `, line ends with #${shortest.run.id}: ${shortest.run.status}` : "";
+    const name = plotlyLabel(`${groupLabel(fields, members[0].config)} (${n}${early})`);
     traces.push({ x: band.x, y: band.min, mode: "lines", line: { width: 0, color }, showlegend: false, hoverinfo: "skip" });
     traces.push({ x: band.x, y: band.max, mode: "lines", line: { width: 0, color }, fill: "tonexty",
                   fillcolor: hexToRgba(color, 0.2), showlegend: false, hoverinfo: "skip" });
@@ -111,17 +105,15 @@ function groupTraces(key) {
   return traces;
 }
 
-// A group's band: per x where any member has a value (null is a gap), the members' mean, min
-// and max, in x order. Series may differ in length and in which x they hold.
-function bandStats(seriesList) {
-  const byX = new Map();
-  for (const { x, y } of seriesList) {
-    y.forEach((v, j) => { if (v !== null) { if (!byX.has(x[j])) byX.set(x[j], []); byX.get(x[j]).push(v); } });
-  }
-  const xsorted = [...byX.keys()].sort((a, b) => a - b);
-  const vals = xsorted.map((s) => byX.get(s));
-  return { x: xsorted, mean: vals.map((v) => v.reduce((a, b) => a + b, 0) / v.length),
-           min: vals.map((v) => Math.min(...v)), max: vals.map((v) => Math.max(...v)) };
+// What grouping does, in words, for the hint under the controls.
+function groupHint() {
+  if (!state.group) return "";
+  const others = groupFields(state.group, runs).slice(1).map((f) => FIELD_NAMES[f] || f);
+  const also = others.length === 1 ? `, and by ${others[0]}, which also differs among these runs`
+    : others.length ? `, and by ${others.join(", ")}, which also differ among these runs` : "";
+  return `Grouped by ${FIELD_NAMES[state.group] || state.group}${also}: a group's runs differ only in seed, name or tags. ` +
+    "A line is their mean and the band their min–max, drawn where every run of the group has a value " +
+    "(interpolated between its points), so a line stops where its shortest run ends.";
 }
 
 function hexToRgba(hex, a) {
@@ -133,7 +125,7 @@ function drawSummary() {
   const table = document.getElementById("summary-table");
   const head = el("tr");
   head.append(el("th", {}, "metric"));
-  for (const run of runs) head.append(el("th", {}, label(run)));
+  for (const run of runs) head.append(el("th", {}, runTitle(run)));
   table.tHead.replaceChildren(head);
   const body = table.tBodies[0];
   body.replaceChildren();
@@ -154,7 +146,7 @@ function drawConfig() {
   const table = document.getElementById("config-compare");
   const head = el("tr");
   head.append(el("th", {}, "field"));
-  for (const run of runs) head.append(el("th", {}, label(run)));
+  for (const run of runs) head.append(el("th", {}, runTitle(run)));
   table.tHead.replaceChildren(head);
   const body = table.tBodies[0];
   body.replaceChildren();
@@ -165,7 +157,7 @@ function drawConfig() {
     if (state.diff && !differs) continue;
     const row = el("tr", { class: differs ? "differs" : null, dataset: { field: f } });
     row.append(el("th", {}, f));
-    for (const r of runs) row.append(el("td", {}, r.config[f] === undefined ? "–" : (Array.isArray(r.config[f]) ? r.config[f].join(", ") : r.config[f])));
+    for (const r of runs) row.append(el("td", {}, configText(r.config[f])));
     body.append(row);
   }
 }
@@ -173,6 +165,9 @@ function drawConfig() {
 function redraw() {
   writeUrl();
   document.getElementById("smooth-value").textContent = state.smooth.toFixed(2);
+  const hint = document.getElementById("group-hint");
+  hint.textContent = groupHint();
+  hint.hidden = !hint.textContent;
   const drawn = drawCharts();
   drawSummary();
   drawConfig();
@@ -222,6 +217,8 @@ async function init() {
   diff.checked = state.diff;
   diff.addEventListener("change", () => { state.diff = diff.checked; redraw(); });
   await redraw();
+  document.getElementById("export").addEventListener("click", exportHtml);
+  document.getElementById("export").disabled = false;
   document.body.dataset.ready = "1";  // first full draw done: tests and bench/compare_page.py wait on it
   // Runs still going (e.g. the built-in experiment): refresh until every one has ended.
   const timer = setInterval(async () => {

@@ -1,0 +1,94 @@
+"""/docs (Swagger UI) and /redoc (ReDoc) work offline: their scripts, stylesheets and favicon
+are vendored files served by the app, never a CDN; in Chromium with every request that leaves
+the machine aborted, both render the API's operations."""
+
+import re
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from tests.support import Stack
+
+PAGES = ["/docs", "/redoc"]
+ASSET = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)=[\"']([^\"']+)[\"']", re.I)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_docs_pages_name_only_assets_the_app_serves(client, path):
+    res = client.get(path)
+    assert res.status_code == 200
+    # Nor may the page's scripts reach out (ReDoc's sidebar logo comes from its vendor's CDN).
+    assert "img-src 'self'" in res.headers["content-security-policy"]
+    assert re.findall(r"https?://[^\s\"'<>]*", res.text) == []  # nothing outside the server
+    assets = ASSET.findall(res.text)
+    assert any(a.endswith(".js") for a in assets) and any("icon" in a for a in assets), assets
+    for url in assets:
+        assert url.startswith("/"), url
+        got = client.get(url)
+        assert got.status_code == 200 and got.content, url
+
+
+def test_swagger_oauth2_redirect_is_served(client):
+    res = client.get("/docs/oauth2-redirect")
+    assert res.status_code == 200 and "oauth2" in res.text.lower()
+
+
+@pytest.fixture
+def api(env, tmp_path):
+    s = Stack(env, tmp_path)
+    try:
+        yield s.start(worker=False)
+    finally:
+        s.stop()
+
+
+def _offline_page(browser):
+    """A page whose requests to anything but this machine are aborted (and recorded)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def local_only(route):
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    return page, outside, errors
+
+
+def _operations(url: str) -> int:
+    spec = httpx.get(f"{url}/openapi.json").json()
+    return sum(len(ops) for ops in spec["paths"].values())
+
+
+@pytest.mark.browser
+def test_swagger_ui_shows_the_operations_offline(browser, api):
+    page, outside, errors = _offline_page(browser)
+    page.goto(f"{api.url}/docs")
+    page.wait_for_selector(".opblock", timeout=20_000)
+    assert page.locator(".opblock").count() == _operations(api.url)
+    assert "distillscope" in page.text_content(".swagger-ui .title")
+    paths = page.eval_on_selector_all(".opblock-summary-path", "ps => ps.map(p => p.textContent)")
+    assert "/api/runs" in paths
+    assert not outside and not errors, (outside, errors)
+
+
+@pytest.mark.browser
+def test_redoc_renders_the_api_offline(browser, api):
+    page, outside, errors = _offline_page(browser)
+    page.goto(f"{api.url}/redoc")
+    page.wait_for_selector("h1 >> text=distillscope", timeout=20_000)
+    page.wait_for_function(
+        "n => document.querySelectorAll(\"[data-section-id^='operation/']\").length === n",
+        arg=_operations(api.url),
+    )
+    headings = page.eval_on_selector_all(
+        "[data-section-id^='operation/'] h2", "hs => hs.map(h => h.textContent.trim())"
+    )
+    assert "Create Run" in headings  # POST /api/runs, summarised from its function's name
+    assert not outside and not errors, (outside, errors)
