@@ -121,11 +121,12 @@ def test_export_draws_what_the_page_shows(browser, stack, tmp_path):
     shown = page.evaluate(FIGURES)
     assert [f["title"] for f in shown] == TITLES
     assert {f["xtitle"] for f in shown} == {"tokens seen"}
-    # Grouped by T, and by warmup_steps, the other field that varies (seed, name, tags are
-    # what a group spans): the two T = 1 seeds form one group, drawn as its smoothed mean.
+    # Grouped by T (seed, name, tags are what a group spans; warmup_steps varies too but is
+    # fixed within each T, so it splits nothing): the two T = 1 seeds form one group, drawn
+    # as its smoothed mean.
     soft = shown[0]["traces"]
     names = [t["name"] for t in soft if t["name"]]
-    assert names == ["T = 1 · warmup_steps = – (2 runs)", "T = 4 · warmup_steps = 3 (1 run)"]
+    assert names == ["T = 1 (2 runs)", "T = 4 (1 run)"]
     cols = httpx.get(
         f"{stack.url}/api/metrics",
         params={"runs": csv, "keys": "train/soft_loss", "format": "columns"},

@@ -166,6 +166,24 @@ def test_group_traces_group_only_runs_that_agree_on_every_other_varying_field(pa
     assert traces[8] == {"name": names[2], "x": [1, 2, 3], "y": [2, 2, 2]}
 
 
+def test_group_by_name_names_a_group_by_its_name_alone(page):
+    # The built-in experiment groups by run name: teacher, T and α vary across the runs but
+    # are fixed within each name, so they split no group and stay out of the legend.
+    names = page.evaluate(
+        """() => {
+        const cfg = (name, teacher, t, seed) => ({ name, teacher, temperature: t, alpha: 0.9, seed });
+        runs = [cfg("cal, T=1", "a", 1, 0), cfg("cal, T=1", "a", 1, 1), cfg("ft, T=4", "b", 4, 0),
+                cfg("ft, T=4", "b", 4, 1)].map((config, i) => ({ id: i + 1, name: config.name,
+                status: "succeeded", config }));
+        const pts = [{ step: 1, value: 1, time: 1 }];
+        metrics = Object.fromEntries(runs.map((r) => [r.id, { "train/loss": pts }]));
+        state.group = "name"; state.smooth = 0; state.x = "step";
+        return groupTraces("train/loss").map((t) => t.name).filter(Boolean);
+    }"""
+    )
+    assert names == ["cal, T=1 (2 runs)", "ft, T=4 (2 runs)"]
+
+
 def test_group_traces_leave_out_members_without_points(page):
     # No run has eval points yet: no group draws. Run 1 gets one: its group draws it alone
     # and says it is 1 of its 2 runs (run 2 has none yet).

@@ -35,7 +35,12 @@ function varyingFields(list) {
 }
 
 function groupFields(field, list) {
-  return [field, ...varyingFields(list).filter((f) => f !== field && !GROUP_SPANS.includes(f))];
+  // Only the fields that split a group of the chosen field count: one fixed within each such
+  // group (the teacher and T when grouping the built-in experiment by run name) changes no
+  // group, and would only lengthen the legend.
+  const byField = groupRuns(list, [field]);
+  const splits = (f) => byField.some((g) => new Set(g.map((r) => JSON.stringify(r.config[f] ?? null))).size > 1);
+  return [field, ...varyingFields(list).filter((f) => f !== field && !GROUP_SPANS.includes(f) && splits(f))];
 }
 
 function groupLabel(fields, config) {
