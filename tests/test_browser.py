@@ -1,6 +1,8 @@
 """The dashboard in real headless Chromium (Playwright driving the system's chromium): launch
 the demo preset from the form and watch the run page's charts gain points live."""
 
+import re
+
 import pytest
 
 from tests.support import Stack
@@ -108,64 +110,6 @@ def test_run_page_cancel_and_download(browser, stack):
     assert page.is_hidden("#cancel-button")
 
 
-def test_inspector_shows_both_models_at_two_temperatures(browser, inspect_stack):
-    page = browser.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(
-        f"{inspect_stack.url}/inspect?models=demo-teacher,demo-student-s"
-        "&prompt=the%20lazy&temperatures=1,4&k=5"
-    )
-    page.wait_for_selector("#bars-1 .main-svg", timeout=90_000)
-    for i in (0, 1):
-        names = page.evaluate(f"document.getElementById('bars-{i}').data.map(t => t.name)")
-        assert names[:2] == ["demo-teacher", "demo-student-s"]  # both models' bars
-        assert "truth (demo language)" in names
-    assert page.locator("#stats-table tbody tr").count() == 4  # 2 temperatures × 2 models
-    assert page.text_content("#tokens .token.current") == "lazy"
-    page.click("#tokens .token >> nth=1")  # move to the position after "the"
-    page.wait_for_selector("#tokens .token.current >> text=the")
-    assert not errors, errors
-
-
-def test_a_token_that_looks_like_html_is_rendered_as_text(browser, env, tmp_path, tiny_kit):
-    import shutil
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    evil = "<img src=x onerror=alert(1)>"
-    models = tmp_path / "evil-models"
-    for name in ("demo-teacher", "demo-student-s"):
-        tok = AutoTokenizer.from_pretrained(tiny_kit / "models" / name)
-        tok.add_tokens([evil])
-        model = AutoModelForCausalLM.from_pretrained(tiny_kit / "models" / name)
-        model.resize_token_embeddings(len(tok))
-        model.save_pretrained(models / f"evil-{name}")
-        tok.save_pretrained(models / f"evil-{name}")
-    s = Stack({**env, "DISTILLSCOPE_MODEL_ROOTS": f"{models},{tiny_kit / 'models'}"}, tmp_path)
-    try:
-        s.start(worker=False)
-        s.start_worker("inspect")
-        page = browser.new_page()
-        dialogs = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        from urllib.parse import quote
-
-        page.goto(
-            f"{s.url}/inspect?models=evil-demo-teacher,evil-demo-student-s"
-            f"&prompt={quote('the ' + evil + ' lazy')}&temperatures=1,2&k=100"
-        )
-        page.wait_for_selector("#bars-0 .main-svg", timeout=90_000)
-        texts = page.eval_on_selector_all("#tokens .token", "els => els.map(e => e.textContent)")
-        assert evil.replace(" ", "␣") in texts  # shown as text, whitespace made visible
-        assert page.locator("#result img").count() == 0  # never parsed as HTML
-        page.wait_for_timeout(500)
-        assert not dialogs
-    finally:
-        s.stop()
-        shutil.rmtree(models, ignore_errors=True)
-
-
 def test_compare_two_runs_diff_smoothing_and_export(browser, stack, tmp_path):
     import httpx
 
@@ -234,7 +178,7 @@ def test_compare_two_runs_diff_smoothing_and_export(browser, stack, tmp_path):
 
 @pytest.fixture
 def two_worker_stack(env, tmp_path):
-    """Two training workers with one torch thread each: the 21 short runs go two at a time."""
+    """Two training workers with one torch thread each: the 30 short runs go two at a time."""
     s = Stack({**env, "DISTILLSCOPE_TORCH_THREADS": "1"}, tmp_path)
     try:
         s.start()
@@ -246,32 +190,55 @@ def two_worker_stack(env, tmp_path):
 
 def test_built_in_experiment_button_runs_and_states_its_result(browser, two_worker_stack):
     stack = two_worker_stack
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(stack.url + "/")
     page.click("#experiment-button")
     page.wait_for_url("**/compare?runs=*experiment=*")
     page.wait_for_selector("#experiment-panel:not([hidden])")
+    # While runs wait, the table says so in their own words (never "running…" for all).
+    status = page.text_content("#experiment-status")
+    assert re.match(r"^(\d+ of 30 runs finished \(|All 30 runs finished)", status), status
+    assert "running…" not in page.text_content("#experiment-table")
     page.wait_for_function(
-        "document.getElementById('experiment-status').textContent.startsWith('All 21')",
-        timeout=300_000,
+        "document.getElementById('experiment-status').textContent.startsWith('All 30')",
+        timeout=400_000,
     )
     page.wait_for_function(
         "document.getElementById('experiment-explainer').textContent.includes('Measured here')"
     )
     rows = page.eval_on_selector_all(
-        "#experiment-table tbody tr", "rs => rs.map(r => r.children[1].textContent)"
+        "#experiment-table tbody tr",
+        "rs => rs.map(r => [...r.children].map(c => c.textContent))",
     )
-    assert len(rows) == 7 and all("(3 seeds)" in r for r in rows), rows
+    assert [r[0] for r in rows] == [
+        "hard labels only",
+        *[
+            f"{t} teacher, T={x}"
+            for t in ("calibrated", "fine-tuned (peaked)", "memorised")
+            for x in (1, 2, 4)
+        ],
+    ]
+    assert all("(3 seeds)" in r[1] for r in rows), rows
     # The explainer states the numbers measured, whichever way they point (the tiny test
     # teachers are untrained, so here distillation must not be claimed to win).
     text = page.text_content("#experiment-explainer")
-    hard = float(rows[0].split(" ")[0])
+    hard = float(rows[0][1].split(" ")[0])
     assert f"{hard:.3f}" in text and "memorised teacher" in text
-    best = min(float(r.split(" ")[0]) for r in rows[1:4])
-    assert ("lower than hard labels" in text) == (best < hard)
-    from urllib.parse import unquote
+    assert "From the fine-tuned (peaked) teacher" in text
+    best = min(float(r[1].split(" ")[0]) for r in rows[1:4])
+    assert ("lower than hard labels" in text) == (best < 0.9 * hard)
+    from urllib.parse import parse_qs, urlparse
 
-    assert "run:" in unquote(page.get_attribute("#experiment-inspect", "href"))
+    for link in ("#experiment-inspect", "#experiment-inspect-peaked"):
+        models = parse_qs(urlparse(page.get_attribute(link, "href")).query)["models"][0]
+        first, *students = models.split(",")
+        assert first.startswith("demo-teacher") and students
+        assert all(s.startswith("run:") for s in students), models
+    # The panel fits a 1,280 px window.
+    assert page.evaluate(
+        "(() => { const p = document.getElementById('experiment-panel');"
+        " return p.scrollWidth <= p.clientWidth + 1 })()"
+    )
     assert not errors, errors
