@@ -6,26 +6,21 @@ import math
 
 import pytest
 
-from tests.support import Stack
-
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def page(browser, env, tmp_path):
-    """/compare with no runs, its first draw done: compare.js's functions are loaded."""
-    stack = Stack(env, tmp_path)
-    try:
-        stack.start(worker=False)
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{stack.url}/compare")
-        page.wait_for_selector("body[data-ready]")
-        yield page
-        assert not errors
-    finally:
-        stack.stop()
+def page(browser_module, shared_api_stack):
+    """/compare with no runs, its first draw done: compare.js's functions are loaded. One api
+    and one Chromium serve the module; each test gets a fresh page."""
+    page = browser_module.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{shared_api_stack.url}/compare")
+    page.wait_for_selector("body[data-ready]")
+    yield page
+    page.close()
+    assert not errors
 
 
 def _ema(page, ys: list, weight: float) -> list:
@@ -171,7 +166,8 @@ def test_group_by_name_names_a_group_by_its_name_alone(page):
     # are fixed within each name, so they split no group and stay out of the legend.
     names = page.evaluate(
         """() => {
-        const cfg = (name, teacher, t, seed) => ({ name, teacher, temperature: t, alpha: 0.9, seed });
+        const cfg = (name, teacher, t, seed) =>
+          ({ name, teacher, temperature: t, alpha: 0.9, seed });
         runs = [cfg("cal, T=1", "a", 1, 0), cfg("cal, T=1", "a", 1, 1), cfg("ft, T=4", "b", 4, 0),
                 cfg("ft, T=4", "b", 4, 1)].map((config, i) => ({ id: i + 1, name: config.name,
                 status: "succeeded", config }));
