@@ -211,6 +211,19 @@ class SweepGrid(BaseModel):
         return v
 
 
+class ExperimentRequest(BaseModel):
+    """Options of the built-in experiment; the defaults are its designed budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(
+        default=300,
+        ge=10,
+        le=10_000,
+        description="Steps of each of its runs (held-out metrics three times per run).",
+    )
+
+
 MAX_SWEEP_RUNS = 64
 
 

@@ -435,6 +435,18 @@ def test_every_inspect_limit_is_a_422_naming_its_field(client, field, value):
     assert any(field in e["loc"] for e in r.json()["detail"]), r.json()
 
 
+def test_the_built_in_experiment_takes_a_shorter_budget(client):
+    r = client.post("/api/experiments/temperature", json={"max_steps": 30})
+    assert r.status_code == 201, r.text
+    runs = client.get("/api/runs", params={"limit": 100}).json()["data"]
+    assert len(runs) == 30
+    assert {(x["config"]["max_steps"], x["config"]["eval_interval"]) for x in runs} == {(30, 10)}
+    for bad in ({"max_steps": 5}, {"max_steps": "many"}, {"steps": 30}):
+        r = client.post("/api/experiments/temperature", json=bad)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"][-1] in ("max_steps", "steps"), r.json()
+
+
 def test_the_built_in_experiment_queues_its_30_runs(client):
     r = client.post("/api/experiments/temperature")
     assert r.status_code == 201, r.text

@@ -10,7 +10,7 @@ import time
 from sqlalchemy.orm import Session
 
 from backend.db.models import Run, Sweep
-from backend.schemas import RunConfig
+from backend.schemas import ExperimentRequest, RunConfig
 from backend.services.runs import create_run
 from backend.settings import Settings
 
@@ -33,7 +33,8 @@ BASE = {
 }
 
 
-def experiment_configs(*, tag: str, vocab: int) -> list[RunConfig]:
+def experiment_configs(*, tag: str, vocab: int, max_steps: int = 300) -> list[RunConfig]:
+    base = {**BASE, "max_steps": max_steps, "eval_interval": max(1, max_steps // 3)}
     configs = []
     for seed in SEEDS:
         configs.append(
@@ -47,7 +48,7 @@ def experiment_configs(*, tag: str, vocab: int) -> list[RunConfig]:
                 # α = 0: the teacher only feeds the logged soft loss; the cache spares its
                 # forward pass at every step (the same cache the calibrated runs read).
                 teacher_cache_k=vocab - 1,
-                **BASE,
+                **base,
             )
         )
         for teacher, label in TEACHERS.items():
@@ -61,13 +62,15 @@ def experiment_configs(*, tag: str, vocab: int) -> list[RunConfig]:
                         seed=seed,
                         tags=[tag],
                         teacher_cache_k=vocab - 1,
-                        **BASE,
+                        **base,
                     )
                 )
     return configs
 
 
-def create_experiment(*, session: Session, settings: Settings) -> tuple[str, list[Run]]:
+def create_experiment(
+    *, session: Session, settings: Settings, options: ExperimentRequest | None = None
+) -> tuple[str, list[Run]]:
     """Add the experiment's runs (the caller commits, then enqueues them)."""
     from backend.services import catalog
     from backend.services.vocab import read_vocab
@@ -88,6 +91,8 @@ def create_experiment(*, session: Session, settings: Settings) -> tuple[str, lis
     session.flush()
     runs = [
         create_run(session=session, config=c, settings=settings, sweep=sweep)
-        for c in experiment_configs(tag=tag, vocab=size)
+        for c in experiment_configs(
+            tag=tag, vocab=size, max_steps=(options or ExperimentRequest()).max_steps
+        )
     ]
     return tag, runs

@@ -5,7 +5,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from backend.api.deps import SessionDep, SettingsDep, TokenDep
 from backend.api.routes.runs import enqueue_all
-from backend.schemas import SweepPublic, SweepRequest
+from backend.schemas import ExperimentRequest, SweepPublic, SweepRequest
 from backend.services import runs as service
 from backend.services import sweeps as sweep_service
 
@@ -15,11 +15,16 @@ experiment_router = APIRouter(prefix="/api/experiments", tags=["runs"])
 @experiment_router.post(
     "/temperature", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep]
 )
-def start_temperature_experiment(session: SessionDep, settings: SettingsDep) -> dict:
-    """Queue the built-in experiment (21 runs on the demo kit) and say where to watch it."""
+def start_temperature_experiment(
+    session: SessionDep, settings: SettingsDep, req: ExperimentRequest | None = None
+) -> dict:
+    """Queue the built-in experiment (30 runs on the demo kit) and say where to watch it; the
+    body (optional) may shorten or lengthen its runs."""
     from backend.services.experiment import create_experiment
 
-    tag, runs = create_experiment(session=session, settings=settings)
+    tag, runs = create_experiment(
+        session=session, settings=settings, options=req or ExperimentRequest()
+    )
     session.commit()
     enqueue_all(session, runs)
     ids = ",".join(str(r.id) for r in runs)
