@@ -31,6 +31,9 @@ def api_command(host: str, port: int) -> list[str]:
         str(port),
         "--log-level",
         "warning",
+        # An open live stream (a run page) must not hold a shutdown for long.
+        "--timeout-graceful-shutdown",
+        "3",
     ]
 
 
