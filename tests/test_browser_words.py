@@ -93,7 +93,16 @@ def test_wording_follows_contrasting_numbers(page):
     assert "more peaked at T = 4 (0.94 on their top token on average, 0.90 at T = 1)" in text
     assert "copy its logits, over-confidence included" in text
     assert "as much of the truth's top-5 ranking at T = 4 as at T = 1 (0.89 and 0.90)" in text
+    assert "; the hard-label student keeps 0.90." in text
     assert "a higher T helped" not in text
+    # Its students keep more of the ranking than the labels give: said only when measured.
+    ft = {f"fine-tuned (peaked) teacher, T={t}": 0.93 for t in (1, 2, 4)}
+    runs, finals = _runs(
+        _grid(0.917, (0.046, 0.051, 0.039), (0.9, 1.55, 1.45), (0.958, 1.035, 1.167)),
+        top5={"hard labels only": 0.81, **ft},
+    )
+    text = _draw(page, runs, finals)["text"]
+    assert "at every T more than the hard-label student (0.81)" in text
     # Nothing close: "about the same", never "1.0× higher" for 0.956 against 0.917.
     assert page.evaluate("versus(0.917, 0.956)") == "about the same as hard labels (+4 %)"
     assert page.evaluate("versus(0.917, 0.88)") == "about the same as hard labels (−4 %)"

@@ -92,7 +92,8 @@ async function drawExperiment() {
     ? `${finished} of ${runs.length} runs finished (${["running", "queued"].filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(", ")}); the table fills in as they do.`
     : `All ${runs.length} runs finished.`;
   const rows = experimentRows();
-  const hard = (rows.find((r) => r.name === HARD) || {}).kl;
+  const hardRow = rows.find((r) => r.name === HARD) || {};
+  const hard = hardRow.kl;
   const body = document.querySelector("#experiment-table tbody");
   body.replaceChildren();
   for (const row of rows) {
@@ -103,13 +104,14 @@ async function drawExperiment() {
       el("td", { class: "num" }, row.top1 ? row.top1.mean.toFixed(2) : "–"));
     body.append(tr);
   }
-  document.getElementById("experiment-explainer").textContent = experimentText(rows, hard).join(" ");
+  document.getElementById("experiment-explainer").textContent = experimentText(rows, hardRow).join(" ");
   drawExperimentLinks(rows);
 }
 
 // Every sentence follows the numbers in the table; the direction is never assumed.
-function experimentText(rows, hard) {
+function experimentText(rows, hardRow) {
   const text = [];
+  const hard = hardRow.kl;
   if (!hard) return text;
   const of = (prefix) => rows.filter((r) => r.name.startsWith(prefix) && r.kl);
   const [cal, ft, mem] = TEACHER_ROWS.map(([prefix]) => of(prefix));
@@ -124,7 +126,7 @@ function experimentText(rows, hard) {
       : `Distilled from the calibrated teacher it ends no better than with the labels: ${f(b.kl.mean)} at best (T = ${b.t}).`);
     text.push(`Across T the calibrated runs span ${f(b.kl.mean)}–${f(w.kl.mean)}${spread(b.kl.mean, w.kl.mean)}.`);
   }
-  if (ft.length) text.push(...peakedText(ft, cal.length ? best(cal) : null, hard));
+  if (ft.length) text.push(...peakedText(ft, cal.length ? best(cal) : null, hardRow));
   if (mem.length) {
     const m = mem.map((r) => r.kl.mean);
     const lo = Math.min(...m), hi = Math.max(...m);
@@ -141,7 +143,8 @@ function spread(lo, hi) {
 // The question the fine-tuned teacher asks: does T > 1 recover from a peaked teacher what
 // T = 1 cannot? Answered with its own rows: KL to the truth, the truth's top 5 kept, and how
 // peaked the students came out.
-function peakedText(ft, calBest, hard) {
+function peakedText(ft, calBest, hardRow) {
+  const hard = hardRow.kl;
   const f = (v) => v.toFixed(3);
   const at1 = ft.find((r) => r.t === 1);
   const hot = ft.filter((r) => r.t > 1);
@@ -173,8 +176,13 @@ function peakedText(ft, calBest, hard) {
   if (at1.top5 && hot4.top5) {
     const [o1, o4] = [at1.top5.mean, hot4.top5.mean];
     text.push(Math.abs(o4 - o1) < 0.02
-      ? `They keep as much of the truth's top-5 ranking at T = ${hot4.t} as at T = 1 (${o4.toFixed(2)} and ${o1.toFixed(2)}).`
-      : `They keep ${o4 > o1 ? "more" : "less"} of the truth's top-5 ranking at T = ${hot4.t} than at T = 1 (${o4.toFixed(2)} against ${o1.toFixed(2)}).`);
+      ? `They keep as much of the truth's top-5 ranking at T = ${hot4.t} as at T = 1 (${o4.toFixed(2)} and ${o1.toFixed(2)})`
+      : `They keep ${o4 > o1 ? "more" : "less"} of the truth's top-5 ranking at T = ${hot4.t} than at T = 1 (${o4.toFixed(2)} against ${o1.toFixed(2)})`);
+    const lo = Math.min(...[at1, ...hot].map((r) => (r.top5 ? r.top5.mean : 1)));
+    const h5 = hardRow.top5 && hardRow.top5.mean;
+    text[text.length - 1] += h5 === undefined || h5 === null ? "."
+      : lo > h5 + 0.02 ? `, and at every T more than the hard-label student (${h5.toFixed(2)}): its runner-ups' order reaches them even from a peaked teacher.`
+      : `; the hard-label student keeps ${h5.toFixed(2)}.`;
   }
   const bestFt = [at1, ...hot].reduce((a, b) => (b.kl.mean < a.kl.mean ? b : a));
   if (calBest) {
