@@ -104,15 +104,20 @@ async function drawExperiment() {
       el("td", { class: "num" }, row.top1 ? row.top1.mean.toFixed(2) : "–"));
     body.append(tr);
   }
-  document.getElementById("experiment-explainer").textContent = experimentText(rows, hardRow).join(" ");
+  // One paragraph per teacher, its sentences joined.
+  document.getElementById("experiment-explainer").replaceChildren(
+    ...experimentText(rows, hardRow).map((sentences) => el("p", {}, sentences.join(" "))));
   drawExperimentLinks(rows);
 }
 
-// Every sentence follows the numbers in the table; the direction is never assumed.
+// Every sentence follows the numbers in the table; the direction is never assumed. Returns
+// paragraphs (lists of sentences): labels and the calibrated teacher, the fine-tuned one, the
+// memorised one.
 function experimentText(rows, hardRow) {
   const text = [];
+  const paragraphs = [text];
   const hard = hardRow.kl;
-  if (!hard) return text;
+  if (!hard) return [];
   const of = (prefix) => rows.filter((r) => r.name.startsWith(prefix) && r.kl);
   const [cal, ft, mem] = TEACHER_ROWS.map(([prefix]) => of(prefix));
   const best = (list) => list.reduce((a, b) => (b.kl.mean < a.kl.mean ? b : a));
@@ -126,14 +131,14 @@ function experimentText(rows, hardRow) {
       : `Distilled from the calibrated teacher it ends no better than with the labels: ${f(b.kl.mean)} at best (T = ${b.t}).`);
     text.push(`Across T the calibrated runs span ${f(b.kl.mean)}–${f(w.kl.mean)}${spread(b.kl.mean, w.kl.mean)}.`);
   }
-  if (ft.length) text.push(...peakedText(ft, cal.length ? best(cal) : null, hardRow));
+  if (ft.length) paragraphs.push(peakedText(ft, cal.length ? best(cal) : null, hardRow));
   if (mem.length) {
     const m = mem.map((r) => r.kl.mean);
     const lo = Math.min(...m), hi = Math.max(...m);
-    text.push(`From the memorised teacher the student ends ${f(lo)}–${f(hi)} across T, against ${f(hard.mean)} for hard labels` +
-      (lo > 0.8 * hard.mean ? ": no temperature recovered what that teacher never learned; softening rescales its logits, it does not undo memorisation." : "."));
+    paragraphs.push([`From the memorised teacher the student ends ${f(lo)}–${f(hi)} across T, against ${f(hard.mean)} for hard labels` +
+      (lo > 0.8 * hard.mean ? ": no temperature recovered what that teacher never learned; softening rescales its logits, it does not undo memorisation." : ".")]);
   }
-  return text;
+  return paragraphs;
 }
 
 function spread(lo, hi) {
