@@ -138,8 +138,8 @@ function softenText(name, info) {
   }
   return `This run's teacher, ${name}, is not peaked: its top token holds at least 0.9 at only ` +
     `${pct(p.confident_share)} of the held-out positions where the language has a choice, so at T = 1 it already shows ` +
-    `its runner-ups, and ${closest}. Softening matters for a peaked teacher, one fine-tuned on one-hot labels such as ` +
-    `demo-teacher-finetuned. ${tail}`;
+    `its runner-ups, and ${closest}. Softening is meant for a peaked teacher, one fine-tuned on one-hot labels such as ` +
+    `demo-teacher-finetuned; whether its students gain from it, the built-in experiment measures. ${tail}`;
 }
 
 async function loadTeacherInfo() {
