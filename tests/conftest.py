@@ -50,6 +50,25 @@ def client(env):
         yield c
 
 
+@pytest.fixture(scope="module")
+def module_client(tiny_kit, tmp_path_factory):
+    """The in-process api of `client`, one database for a whole module whose tests only read
+    what a module fixture wrote."""
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in module_env(tiny_kit, tmp_path_factory.mktemp("module-api")).items():
+            mp.setenv(k, v)
+        _clear_caches()
+        try:
+            with TestClient(create_app()) as c:
+                yield c
+        finally:
+            _clear_caches()
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A fresh PostgreSQL database for this test session, dropped at the end."""

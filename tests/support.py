@@ -2,10 +2,8 @@
 started as subprocesses."""
 
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -98,9 +96,9 @@ class Stack:
     def start(self, worker: bool = True) -> "Stack":
         from backend.cli import api_command
 
-        subprocess.run(
-            [sys.executable, "-m", "backend.cli", "migrate"], env=self.env, check=True, cwd=ROOT
-        )
+        # No separate `migrate` process (a second of Python start-up per stack): the api applies
+        # the migrations before it answers /api/health, and nothing reaches the database before
+        # that — workers only touch it for a task, and tasks come from the api.
         self._spawn("api", api_command("127.0.0.1", self.port))
         if worker:
             self.start_worker()
@@ -130,11 +128,11 @@ class Stack:
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""
 
     def stop(self) -> None:
-        """Tear down: the api gets SIGTERM; a worker SIGQUIT, Celery's cold shutdown, which
-        leaves at once instead of finishing the run in hand (up to 15 s of a test's time)."""
-        for name, proc in self.procs.items():
+        # SIGTERM: a worker's warm shutdown acknowledges its task, so on the session's shared
+        # Redis no unacknowledged task outlives its test to be delivered to another one.
+        for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM if name == "api" else signal.SIGQUIT)
+                proc.terminate()
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=15)

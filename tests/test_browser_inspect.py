@@ -172,12 +172,14 @@ def test_explainer_uses_the_answers_numbers(browser, shared_inspect_stack):
     verdict = page.evaluate(
         """a => { const b = a.temperatures[0].models[0], h = a.temperatures[2].models[0];
         const c = classifyRunnerUps(a.shown.map((s, i) => ({token: s.token,
-          base: b.shown_probs[i], hot: h.shown_probs[i]})), a.vocab_size);
-        return [c.revealed.length, c.flattening.length]; }""",
+          base: b.shown_probs[i], hot: h.shown_probs[i], rank: a.shown_ranks[0][i]})),
+          a.vocab_size);
+        return [c.standing.length, c.revealed.length, c.flattening.length]; }""",
         answer,
     )
-    assert ("lifts its runner-ups" in reveals) == (verdict[0] > 0)
-    assert ("flattening toward uniform" in reveals) == (verdict[1] > 0)
+    assert ("already stand out" in reveals) == (verdict[0] > 0)
+    assert ("lifts runner-ups" in reveals) == (verdict[1] > 0)
+    assert ("flattening toward uniform" in reveals) == (verdict[2] > 0)
     assert not errors, errors
 
 
@@ -212,6 +214,13 @@ UNIFORMISH = {  # an untrained model: a little above uniform everywhere, rising 
     "the": (0.018, 0.0149),
     "barks": (0.017, 0.0148),
     "pond": (0.016, 0.0147),
+}
+CALIBRATED = {  # the calibrated teacher after "the lazy": its runner-ups above 2/V already
+    "cat": (0.39, 0.10),
+    "dog": (0.13, 0.06),
+    "kitten": (0.08, 0.05),
+    "bird": (0.066, 0.045),
+    "across": (5.0e-4, 0.01),
 }
 NOISE = {  # peaked, and the runner-ups T lifts never reach twice the uniform share
     "cat": (0.99, 0.40),
@@ -263,17 +272,27 @@ def _why(page, answer: dict) -> str:
 def test_runner_ups_are_told_from_flattening_on_contrasting_numbers(browser, shared_inspect_stack):
     page, errors = _open(browser, shared_inspect_stack)
 
-    def classify(table):
-        tokens = [{"token": n, "base": b, "hot": h} for n, (b, h) in table.items()]
+    def classify(table, ranks=None):
+        tokens = [
+            {"token": n, "base": b, "hot": h, **({"rank": ranks[n]} if ranks else {})}
+            for n, (b, h) in table.items()
+        ]
         c = page.evaluate("a => classifyRunnerUps(a[0], a[1])", [tokens, V])
-        return [t["token"] for t in c["revealed"]], [t["token"] for t in c["flattening"]]
+        return tuple([t["token"] for t in c[k]] for k in ("standing", "revealed", "flattening"))
 
     # Peaked with structure: its top 5 rise to over twice 1/V; rank 6 is only flattening.
-    assert classify(PEAKED) == (["kitten", "kitty", "tomcat", "dog"], ["across"])
+    assert classify(PEAKED) == ([], ["kitten", "kitty", "tomcat", "dog"], ["across"])
     # Uniform-ish: nothing stands out (nothing even rises but toward 1/V, from above).
-    assert classify(UNIFORMISH) == ([], [])
+    assert classify(UNIFORMISH) == ([], [], [])
     # Peaked, but the lifted tokens stay under 2/V: flattening, not knowledge.
-    assert classify(NOISE) == ([], ["across", ".", "the"])
+    assert classify(NOISE) == ([], [], ["across", ".", "the"])
+    # Calibrated: its runner-ups stand out at T = 1 already; T only pulls them down.
+    assert classify(CALIBRATED) == (["dog", "kitten", "bird"], [], ["across"])
+    # With k = 2 the answer shows few tokens: ranks come from the whole vocabulary, so a token
+    # the model ranks 30th is never called its 2nd, however the shown list is cut.
+    few = {"cat": (0.97, 0.3), "kitten": (0.001, 0.04)}
+    assert classify(few) == ([], ["kitten"], [])
+    assert classify(few, ranks={"cat": 1, "kitten": 30}) == ([], [], ["kitten"])
 
     truth = [
         {"token": "cat", "prob": 0.39},
@@ -285,7 +304,7 @@ def test_runner_ups_are_told_from_flattening_on_contrasting_numbers(browser, sha
     why = _why(page, _answer(PEAKED, truth))
     assert "is a confident distribution" in why
     revealed = page.text_content("#why-revealed")
-    assert "lifts its runner-ups well above the uniform share 1/80 = 0.0125" in revealed
+    assert "lifts runner-ups well above the uniform share 1/80 = 0.0125" in revealed
     assert "“kitten” 0.012 → 0.09" in revealed and "2nd, 3rd, 4th" in revealed
     assert "flattening toward uniform" in page.text_content("#why-flattening")
     assert "“across” 2.50e-4 → 0.018" in page.text_content("#why-flattening")
@@ -297,15 +316,19 @@ def test_runner_ups_are_told_from_flattening_on_contrasting_numbers(browser, sha
     # The T² example uses the student (a run's checkpoint), labelled by the answer.
     assert "for student of run 3, T=4 @ step 200 counts as 16 × 0.025 = 0.4" in why
 
-    exact = [truth[0], truth[2], truth[3], truth[4], truth[1]]  # cat, kitten, kitty, tomcat, dog
-    _why(page, _answer(PEAKED, exact))
+    def truth_of(*words):  # the words in the truth's order, most likely first
+        probs = [0.39, 0.13, 0.08, 0.05, 0.03]
+        return [{"token": w, "prob": p} for w, p in zip(words, probs, strict=True)]
+
+    _why(page, _answer(PEAKED, truth_of("cat", "kitten", "kitty", "tomcat", "dog")))
     assert "exactly the truth's runner-ups, in its order" in page.text_content("#why-truth")
-    scrambled = [truth[0], truth[3], truth[2], truth[1], truth[4]]
-    _why(page, _answer(PEAKED, scrambled))
+    _why(page, _answer(PEAKED, truth_of("cat", "kitty", "kitten", "dog", "tomcat")))
     assert "not in the truth's order" in page.text_content("#why-truth")
 
     why = _why(page, _answer(UNIFORMISH, None))
     assert "not a confident distribution" in why
+    # The reference is the fine-tuned teacher itself: never "such as demo-teacher-finetuned".
+    assert "such as demo-teacher-finetuned" not in why
     assert page.locator("#why-revealed").count() == 0
     assert "No token below its top one gains" in page.text_content("#why-reveals")
 
@@ -314,6 +337,25 @@ def test_runner_ups_are_told_from_flattening_on_contrasting_numbers(browser, sha
     flat = page.text_content("#why-flattening")
     assert "No runner-up stands out" in flat and "1/80 = 0.0125" in flat
     assert "nearly right" not in why
+    # Calibrated: its runner-ups are there at T = 1; softening reveals nothing new.
+    truth_lazy = [
+        {"token": "cat", "prob": 0.39},
+        {"token": "dog", "prob": 0.13},
+        {"token": "kitten", "prob": 0.08},
+        {"token": "bird", "prob": 0.066},
+        {"token": "mouse", "prob": 0.066},
+    ]
+    why = _why(page, _answer(CALIBRATED, truth_lazy))
+    standing = page.text_content("#why-standing")
+    assert "Its runner-ups already stand out at T = 1, above twice the uniform share" in standing
+    assert "“dog” 0.13 → 0.06" in standing and "only pulls them toward uniform" in standing
+    assert "No runner-up stands out" not in why and page.locator("#why-revealed").count() == 0
+    assert "exactly the truth's runner-ups, in its order" in page.text_content("#why-truth")
+    # Tied in the truth (bird and mouse, both 4th): either order is the truth's order.
+    tied = [truth_lazy[0], truth_lazy[1], truth_lazy[2], truth_lazy[4], truth_lazy[3]]
+    _why(page, _answer(CALIBRATED, tied))
+    assert "bird 4th" in page.text_content("#why-truth")
+    assert "exactly the truth's runner-ups, in its order" in page.text_content("#why-truth")
     # Tokens stay text whatever they look like.
     evil = {"cat": (0.97, 0.3), "<b>x</b>": (0.02, 0.1)}
     why = _why(page, _answer(evil, None))

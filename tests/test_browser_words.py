@@ -158,15 +158,24 @@ def test_inspect_links_put_a_teacher_first_and_students_after(page):
 
 PEAKED_PROFILE = {
     "confident_share": 0.923,
+    "top5_overlap": 0.925,
     "best_t": 2,
     "kl_true_t1": 1.870,
     "kl_true_best_t": 0.691,
 }
 CALIBRATED_PROFILE = {
     "confident_share": 0.002,
+    "top5_overlap": 0.994,
     "best_t": 1,
     "kl_true_t1": 0.020,
     "kl_true_best_t": 0.020,
+}
+MEMORISED_PROFILE = {  # peaked on the wrong things
+    "confident_share": 0.619,
+    "top5_overlap": 0.695,
+    "best_t": 2.5,
+    "kl_true_t1": 2.959,
+    "kl_true_best_t": 1.157,
 }
 
 
@@ -180,14 +189,44 @@ def test_run_page_says_how_peaked_its_teacher_is(browser_module, shared_api_stac
         return page.evaluate("([n, i]) => softenText(n, i)", [name, info])
 
     peaked = said("demo-teacher-finetuned", PEAKED_PROFILE)
-    assert "is confident" in peaked and "at least 0.9 at 92 % of the positions" in peaked
+    assert "is confident" in peaked and "at least 0.9 at 92 % of the held-out positions" in peaked
     assert "closest to the truth at T = 2 (KL 0.691 against 1.87 at T = 1)" in peaked
     calibrated = said("demo-teacher", CALIBRATED_PROFILE)
     assert "is not peaked" in calibrated and "only 0 % of the held-out positions" in calibrated
-    assert "no higher T brings it closer to the truth" in calibrated
-    assert "is confident" not in calibrated
+    assert "no T from 1.25 to 8 brings it closer to the truth" in calibrated
+    assert "is confident" not in calibrated and "partly wrong" not in calibrated
+    assert "partly wrong" not in peaked
+    memorised = said("demo-teacher-memorised", MEMORISED_PROFILE)
+    assert "is confident" in memorised and "at 62 % of the held-out positions" in memorised
+    assert "partly wrong: its top 5 hold only 0.69 of the truth's top 5" in memorised
+    some = said("x", {**CALIBRATED_PROFILE, "confident_share": 0.3})
+    assert "is confident at some positions only" in some and "not peaked" not in some
     unknown = said("some-org/some-llm", None)
     assert "How peaked this run's teacher (some-org/some-llm) is, the inspector shows" in unknown
     # Never the old unconditional claim.
     for text in (peaked, calibrated, unknown):
         assert "A well-trained teacher is confident" not in text
+
+
+def test_partial_results_and_a_reversed_ranking_get_their_own_words(page):
+    # Only T = 1 has finished for every teacher: no claim about what T does.
+    kl = _grid(0.917, (0.046, 0.051, 0.039), (0.9, 1.55, 1.45), (0.958, 1.035, 1.167))
+    queued = {
+        (f"{t} teacher, T={x}", s): "queued" for t in TEACHERS for x in (2, 4) for s in range(3)
+    }
+    text = _draw(page, *_runs(kl, statuses=queued))["text"]
+    assert "Across T" not in text and "T barely mattered" not in text
+    assert "From the memorised teacher the student ends 0.958 at T = 1 so far" in text
+    assert "no temperature recovered" not in text
+    # A fine-tuned teacher whose students beat the calibrated teacher's: said so, not "as good".
+    runs, finals = _runs(_grid(0.917, (0.046, 0.051, 0.039), (0.03, 0.02, 0.02), (1, 1, 1)))
+    text = _draw(page, runs, finals)["text"]
+    assert "That is better than the calibrated teacher it was fine-tuned from (0.039" in text
+    # A row still without its top-5 number is no evidence for "at every T".
+    ft = {f"fine-tuned (peaked) teacher, T={t}": 0.93 for t in (1, 2, 4)}
+    runs, finals = _runs(kl, top5={"hard labels only": 0.81, **ft})
+    for f in finals.values():
+        if f["eval/kl_true"] == 1.55:
+            f["eval/top5_true"] = None
+    text = _draw(page, runs, finals)["text"]
+    assert "at every T more than" not in text

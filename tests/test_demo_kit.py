@@ -42,7 +42,12 @@ def test_an_interrupted_preparation_resumes_with_the_missing_parts(tmp_path, mon
     models = settings.models_dir
     # The half-written part is not there under its name; the finished ones are whole.
     assert not (models / "demo-teacher-memorised").exists()
-    assert (models / ".demo-teacher-memorised.partial").is_dir()
+    assert (models / ".demo-teacher-memorised.partial" / "config.json").is_file()
+    # … and the catalog does not offer the half-written part as a model.
+    from backend.services.catalog import list_models
+
+    listed = {m.name for m in list_models(settings)}
+    assert "demo-teacher" in listed and not any(n.startswith(".") for n in listed)
     assert demo.missing_parts(settings, kit) == ["demo-teacher-memorised", demo.FINETUNED]
     teacher_weights = models / "demo-teacher" / "model.safetensors"
     before = teacher_weights.stat().st_mtime_ns
@@ -71,3 +76,46 @@ def test_the_fine_tuned_teacher_is_peaked_and_says_how_it_was_made(tiny_kit):
         assert 0 <= p["top5_overlap"] <= 1
         assert p["kl_true_best_t"] == pytest.approx(min(p["kl_true_by_t"].values()), abs=1e-4)
         assert p["kl_true_t1"] == pytest.approx(p["kl_true_by_t"]["1"], abs=1e-4)
+
+
+def test_a_kit_2_data_dir_gets_only_what_kit_3_added(tmp_path):
+    """Upgrading: teachers trained by kit 2 keep their weights and gain a profile; the fine-tuned
+    teacher is built; it is rebuilt when the teacher it came from changes."""
+    budget = {**TINY_KIT["finetune_training"], "max_steps": 3, "eval_interval": 3}
+    kit = demo.Kit(
+        **{
+            **TINY_KIT,
+            "teacher_training": budget,
+            "memorised_training": budget,
+            "teacher_dataset": "demo",
+        }
+    )
+    settings = Settings(data_dir=tmp_path)
+    demo.prepare(settings, progress=False, kit=kit)
+    models = settings.models_dir
+    assert demo.is_prepared(settings, kit)
+    # What kit 2 left: teachers without a profile, no fine-tuned teacher.
+    for name in ("demo-teacher", "demo-teacher-memorised"):
+        meta_file = models / name / "distillscope.json"
+        meta = json.loads(meta_file.read_text())
+        assert meta["profile"]["positions"] > 0
+        del meta["profile"]
+        meta_file.write_text(json.dumps({**meta, "kit_version": 2}))
+    import shutil
+
+    shutil.rmtree(models / demo.FINETUNED)
+    weights = models / "demo-teacher" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert demo.missing_parts(settings, kit) == [
+        "demo-teacher profile",
+        "demo-teacher-memorised profile",
+        demo.FINETUNED,
+    ]
+    demo.prepare(settings, progress=False, kit=kit)
+    assert demo.is_prepared(settings, kit) and weights.stat().st_mtime_ns == before
+    meta = json.loads((models / "demo-teacher" / "distillscope.json").read_text())
+    assert meta["kit_version"] == 2 and 0 <= meta["profile"]["confident_share"] <= 1
+    # A fine-tuned teacher made from other weights than the teacher's now is stale.
+    ft_meta = models / demo.FINETUNED / "distillscope.json"
+    ft_meta.write_text(json.dumps({**json.loads(ft_meta.read_text()), "base_sha256": "0" * 64}))
+    assert demo.missing_parts(settings, kit) == [demo.FINETUNED]

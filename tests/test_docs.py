@@ -8,8 +8,6 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.support import Stack
-
 PAGES = ["/docs", "/redoc"]
 ASSET = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)=[\"']([^\"']+)[\"']", re.I)
 
@@ -34,13 +32,10 @@ def test_swagger_oauth2_redirect_is_served(client):
     assert res.status_code == 200 and "oauth2" in res.text.lower()
 
 
-@pytest.fixture
-def api(env, tmp_path):
-    s = Stack(env, tmp_path)
-    try:
-        yield s.start(worker=False)
-    finally:
-        s.stop()
+@pytest.fixture(scope="module")
+def api(shared_api_stack):
+    """The docs read nothing but the schema: one api serves the module."""
+    return shared_api_stack
 
 
 def _offline_page(browser):

@@ -73,6 +73,9 @@ def test_every_shown_token_has_every_models_real_probability(settings, tiny_kit)
             p = torch.softmax(logits / temperature, -1)
             assert entry["shown_probs"] == pytest.approx(p[shown].tolist(), abs=1e-6)
             outside += len(set(shown) - {t["id"] for t in entry["top"]})
+        # Its rank of each shown token among the whole vocabulary (1 = its top token).
+        expect = [int((logits > logits[i]).sum()) + 1 for i in shown]
+        assert out["shown_ranks"][mi] == expect
     assert outside > 0  # some bars are tokens outside that model's own top k
 
 

@@ -14,7 +14,13 @@ N = 100_000
 SPIKE, DIP = (54_321, 1000.0), (777, -50.0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def client(module_client):
+    """One api and database for the module: its tests only read the long run."""
+    return module_client
+
+
+@pytest.fixture(scope="module")
 def long_run(client):
     with transaction() as s:
         run = Run(

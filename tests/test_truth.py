@@ -31,13 +31,23 @@ def test_top5_overlap_counts_rows_with_a_choice_and_ties():
     assert choice_rows(truth).tolist() == [True, True, False]
     logits = torch.tensor(
         [
-            [7.0, 6.0, 5.0, 1.0, 4.0, 3.0, 2.0],  # top 5: 0, 1, 2, 4, 5 — all in (5 tied)
+            # Top 5: 0, 1, 2, 4, 5. Word 3 (0.1) lies strictly inside the truth's top 5 and
+            # is missed; 4 and 5 tie at the 5th place, which only one of them can take: 4/5.
+            [7.0, 6.0, 5.0, 1.0, 4.0, 3.0, 2.0],
             [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0],  # top 2: word 5 and one of 0..4: half
             [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
         ]
     )
     total, rows = top5_overlap(logits, truth)
     assert rows == 2
-    assert float(total) == pytest.approx(1.0 + 0.5)
+    assert float(total) == pytest.approx(0.8 + 0.5)
+    # The same top 5 with word 3 in place of word 5: all five places right.
+    right = logits.clone()
+    right[0] = torch.tensor([7.0, 6.0, 5.0, 4.5, 4.0, 1.0, 2.0])
+    assert float(top5_overlap(right, truth)[0]) == pytest.approx(1.0 + 0.5)
+    # Either tied word may take the 5th place.
+    other = right.clone()
+    other[0] = torch.tensor([7.0, 6.0, 5.0, 4.5, 1.0, 4.0, 2.0])
+    assert float(top5_overlap(other, truth)[0]) == pytest.approx(1.0 + 0.5)
     # The same ranking at any temperature.
     assert float(top5_overlap(logits / 4, truth)[0]) == float(total)

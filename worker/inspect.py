@@ -173,6 +173,11 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
     if truth is not None:
         shown += [i for i in _ids(tok, truth[: req.k]) if i not in set(shown)]
     shown_p = p[:, :, position, shown].tolist()  # (M, T, S)
+    # Each model's rank of each shown token in the whole vocabulary (1 = its top; ties share
+    # the better rank). T keeps the order, so one rank holds at every temperature.
+    z = logits[:, position]  # (M, V)
+    zs = z[:, shown]  # (M, S)
+    shown_ranks = ((z[:, None, :] > zs[:, :, None]).sum(-1) + 1).tolist()  # (M, S)
     entropy = entropy.tolist()
     div = dict(zip(div, torch.stack(list(div.values())).tolist(), strict=True))
     per_t = []
@@ -205,6 +210,7 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
         "models": req.models,
         "temperatures": per_t,
         "shown": [{"id": i, "token": names[i]} for i in shown],
+        "shown_ranks": shown_ranks,
         "truth": truth,  # at T = 1: the language's own distribution is never softened
     }
 

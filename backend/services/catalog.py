@@ -178,7 +178,8 @@ def _list(roots: list[Path], marker: str) -> list[tuple[str, Path]]:
         if not root.is_dir():
             continue
         for m in sorted(root.glob(f"*/{marker}")):
-            found.setdefault(m.parent.name, m.parent)
+            if not m.parent.name.startswith("."):  # e.g. a kit part still being written
+                found.setdefault(m.parent.name, m.parent)
     return sorted(found.items())
 
 

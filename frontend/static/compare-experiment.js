@@ -129,14 +129,16 @@ function experimentText(rows, hardRow) {
     text.push(b.kl.mean < 0.9 * hard.mean
       ? `Distilled from the calibrated teacher it ends ${f(b.kl.mean)} at best (T = ${b.t}), ${versus(hard.mean, b.kl.mean)}: the teacher's distribution carries the near-synonyms' frequencies, which a small set of labels can only sample.`
       : `Distilled from the calibrated teacher it ends no better than with the labels: ${f(b.kl.mean)} at best (T = ${b.t}).`);
-    text.push(`Across T the calibrated runs span ${f(b.kl.mean)}–${f(w.kl.mean)}${spread(b.kl.mean, w.kl.mean)}.`);
+    if (cal.length > 1) text.push(`Across T the calibrated runs span ${f(b.kl.mean)}–${f(w.kl.mean)}${spread(b.kl.mean, w.kl.mean)}.`);
   }
   if (ft.length) paragraphs.push(peakedText(ft, cal.length ? best(cal) : null, hardRow));
   if (mem.length) {
     const m = mem.map((r) => r.kl.mean);
     const lo = Math.min(...m), hi = Math.max(...m);
-    paragraphs.push([`From the memorised teacher the student ends ${f(lo)}–${f(hi)} across T, against ${f(hard.mean)} for hard labels` +
-      (lo > 0.8 * hard.mean ? ": no temperature recovered what that teacher never learned; softening rescales its logits, it does not undo memorisation." : ".")]);
+    paragraphs.push([mem.length < 2
+      ? `From the memorised teacher the student ends ${f(lo)} at T = ${mem[0].t} so far, against ${f(hard.mean)} for hard labels.`
+      : `From the memorised teacher the student ends ${f(lo)}–${f(hi)} across T, against ${f(hard.mean)} for hard labels` +
+        (lo > 0.8 * hard.mean ? ": no temperature recovered what that teacher never learned; softening rescales its logits, it does not undo memorisation." : ".")]);
   }
   return paragraphs;
 }
@@ -183,9 +185,10 @@ function peakedText(ft, calBest, hardRow) {
     text.push(Math.abs(o4 - o1) < 0.02
       ? `They keep as much of the truth's top-5 ranking at T = ${hot4.t} as at T = 1 (${o4.toFixed(2)} and ${o1.toFixed(2)})`
       : `They keep ${o4 > o1 ? "more" : "less"} of the truth's top-5 ranking at T = ${hot4.t} than at T = 1 (${o4.toFixed(2)} against ${o1.toFixed(2)})`);
-    const lo = Math.min(...[at1, ...hot].map((r) => (r.top5 ? r.top5.mean : 1)));
-    const h5 = hardRow.top5 && hardRow.top5.mean;
-    text[text.length - 1] += h5 === undefined || h5 === null ? "."
+    const all = [at1, ...hot];
+    const lo = all.every((r) => r.top5) ? Math.min(...all.map((r) => r.top5.mean)) : null;
+    const h5 = hardRow.top5 ? hardRow.top5.mean : null;
+    text[text.length - 1] += h5 === null || lo === null ? "."
       : lo > h5 + 0.02 ? `, and at every T more than the hard-label student (${h5.toFixed(2)}): its runner-ups' order reaches them even from a peaked teacher.`
       : `; the hard-label student keeps ${h5.toFixed(2)}.`;
   }
@@ -193,7 +196,9 @@ function peakedText(ft, calBest, hardRow) {
   if (calBest) {
     text.push(bestFt.kl.mean > 1.1 * calBest.kl.mean
       ? `Either way the calibrated teacher it was fine-tuned from did better (${f(calBest.kl.mean)} at best): a peaked softmax is information lost, and T only rescales what is left.`
-      : `That is as good as the calibrated teacher it was fine-tuned from (${f(calBest.kl.mean)} at best).`);
+      : bestFt.kl.mean < 0.9 * calBest.kl.mean
+        ? `That is better than the calibrated teacher it was fine-tuned from (${f(calBest.kl.mean)} at best).`
+        : `That is about as good as the calibrated teacher it was fine-tuned from (${f(calBest.kl.mean)} at best).`);
   } else {
     text.push(`Hard labels: ${f(hard.mean)}.`);
   }

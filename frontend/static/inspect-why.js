@@ -15,23 +15,32 @@ function change(a, b) { return b > a ? "up from" : b < a ? "down from" : "the sa
 function ordinal(n) { return `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] || "th"}`; }
 
 // What a higher T does to each of the reference model's tokens, from the numbers alone.
-// `tokens`: [{token, base, hot}] (probabilities at the low and the high T), `vocab`: V.
-// A runner-up that T *reveals* is among the model's top REVEAL_RANK at the low T (rank 2…)
-// and rises to at least REVEAL_LIFT × 1/V; any other token that rises is only *flattening*
-// toward the uniform 1/V, which every token approaches as T grows, known or not.
+// `tokens`: [{token, base, hot, rank}]: probabilities at the low and the high T, and the model's
+// rank of the token in the whole vocabulary (T keeps the order; without ranks, the order among
+// the tokens given). `vocab`: V. Against the line of twice the uniform share 1/V, among its
+// runner-ups (ranks 2 to REVEAL_RANK): those already above it at the low T *stand out* without
+// any softening; those below it that the higher T lifts above it are *revealed*; any other token
+// that rises is only *flattening* toward the uniform share, which every token approaches as T
+// grows, known or not.
 function classifyRunnerUps(tokens, vocab) {
-  const uniform = 1 / vocab;
-  const ranked = [...tokens].sort((a, b) => b.base - a.base).map((t, i) => ({ ...t, rank: i + 1, lift: t.hot * vocab }));
-  const rest = ranked.slice(1).filter((t) => t.hot > t.base);
-  const revealed = rest.filter((t) => t.rank <= REVEAL_RANK && t.hot >= REVEAL_LIFT * uniform);
-  const flattening = rest.filter((t) => !revealed.includes(t));
-  return { top: ranked[0], revealed, flattening, uniform };
+  const uniform = 1 / vocab, line = REVEAL_LIFT * uniform;
+  const ranked = [...tokens].sort((a, b) => b.base - a.base)
+    .map((t, i) => ({ ...t, rank: t.rank ?? i + 1, lift: t.hot * vocab }));
+  const top = ranked.find((t) => t.rank === 1) || ranked[0];
+  const rest = ranked.filter((t) => t !== top);
+  const runners = rest.filter((t) => t.rank <= REVEAL_RANK);
+  const standing = runners.filter((t) => t.base >= line);
+  const revealed = runners.filter((t) => t.base < line && t.hot >= line && t.hot > t.base);
+  const flattening = rest.filter((t) => t.hot > t.base && !standing.includes(t) && !revealed.includes(t));
+  return { top, standing, revealed, flattening, uniform };
 }
 
-// The truth's rank of each token (1 = most likely), 0 when the language never says it.
+// The truth's rank of each token (1 = most likely; tied words share a rank), 0 when the
+// language never says it.
 function truthRanks(truth, tokens) {
-  const order = (truth || []).filter((t) => t.prob > 0).map((t) => t.token);
-  return tokens.map((t) => order.indexOf(t.token) + 1);
+  const probs = new Map((truth || []).filter((t) => t.prob > 0).map((t) => [t.token, t.prob]));
+  const all = [...probs.values()];
+  return tokens.map((t) => (probs.has(t.token) ? 1 + all.filter((p) => p > probs.get(t.token)).length : 0));
 }
 
 function renderWhy(out, list, atSlider) {
@@ -52,7 +61,8 @@ function renderWhy(out, list, atSlider) {
     num(top.prob, "why-top1-p"), " on ", tok(top.token, "why-top1"), "; all other tokens together get ", num(rest), ". ",
     top.prob >= CONFIDENT
       ? `That is a confident distribution: beyond naming its top token — all a one-hot label says — it gives the runner-ups only ${fmt(rest)} in all, so at ${baseT} a student learns little more from it than from the label.`
-      : `That is not a confident distribution (top-1 below ${CONFIDENT}): at ${baseT} it already shows its runner-ups. A teacher fine-tuned on one-hot labels, such as demo-teacher-finetuned, puts nearly all its mass on one token instead, and then ${baseT} shows little beyond the label.`)];
+      : `That is not a confident distribution (top-1 below ${CONFIDENT}): at ${baseT} it already shows its runner-ups.` +
+        (name === "demo-teacher-finetuned" ? "" : ` A teacher fine-tuned on one-hot labels, such as demo-teacher-finetuned, can put nearly all its mass on one token instead, and then ${baseT} shows little beyond the label.`))];
   parts.push(hot.temperature > base.temperature ? reveals(out, base, hot, hot === atSlider, who)
     : para("why-reveals", "Add a temperature above 1 to the list, or move the slider above it, to see what T > 1 reveals."));
   const atT = atSlider || hot;
@@ -78,28 +88,38 @@ function renderWhy(out, list, atSlider) {
 function reveals(out, base, hot, bySlider, who) {
   // What the higher T shows of the reference model, said only as far as the numbers go.
   const [b, h] = [base.models[0], hot.models[0]];
-  const tokens = out.shown.map((s, i) => ({ token: s.token, base: b.shown_probs[i], hot: h.shown_probs[i] }));
-  const { top, revealed, flattening, uniform } = classifyRunnerUps(tokens, out.vocab_size);
+  const ranks = (out.shown_ranks || [])[0];
+  const tokens = out.shown.map((s, i) => ({ token: s.token, base: b.shown_probs[i], hot: h.shown_probs[i], rank: ranks ? ranks[i] : undefined }));
+  const { top, standing, revealed, flattening, uniform } = classifyRunnerUps(tokens, out.vocab_size);
   const [rest, restHot] = [Math.max(0, 1 - top.base), Math.max(0, 1 - top.hot)];
   const [baseT, hotT] = [`T = ${base.temperature}`, `T = ${hot.temperature}`];
   // Two significant digits: the lift, not the fourth decimal, is the point here.
   const named = (list) => list.slice(0, 3).flatMap((t, i) => [i ? ", " : "", tok(t.token), ` ${fmt(t.base, 2)} → ${fmt(t.hot, 2)}`]);
+  const ordinals = (list) => list.slice(0, 3).map((t) => ordinal(t.rank)).join(", ");
   const uni = [`the uniform share 1/${out.vocab_size} = `, num(uniform, "why-uniform")];
   const tail = [];
   const span = (id, ...parts) => { const n = el("span", { id }); n.append(...parts); tail.push(n, " "); };
+  if (standing.length) {
+    const moves = standing.every((t) => t.hot < t.base) ? `${hotT} only pulls them toward uniform`
+      : standing.every((t) => t.hot > t.base) ? `${hotT} lifts them further` : `${hotT} moves them toward uniform`;
+    span("why-standing", `Its runner-ups already stand out at ${baseT}, above twice `, ...uni, ": ", ...named(standing),
+      ` (ranked ${ordinals(standing)}) — ${who} shows them without any softening, and ${moves}.`);
+  }
   if (revealed.length) {
-    const shown = revealed.slice(0, 3);
-    span("why-revealed", "It lifts its runner-ups well above ", ...uni, ": ", ...named(shown),
-      ` — ranked ${shown.map((t) => ordinal(t.rank)).join(", ")} by ${who} at ${baseT}, the tokens it finds nearly right, which a student can learn from but a label never shows.`);
-    if (out.truth) tail.push(truthSentence(out.truth, shown), " ");
+    span("why-revealed", `It ${standing.length ? "also " : ""}lifts runner-ups well above `, ...uni, ": ", ...named(revealed),
+      ` — ranked ${ordinals(revealed)} by ${who} at ${baseT}, the tokens it finds nearly right, which a student can learn from but a label never shows.`);
+  }
+  if (out.truth && (standing.length || revealed.length)) {
+    // Its first runner-ups that stand out, at either T, against the truth's.
+    tail.push(truthSentence(out.truth, [...standing, ...revealed].sort((x, y) => x.rank - y.rank).slice(0, 3)), " ");
   }
   if (flattening.length) {
-    span("why-flattening", ...(revealed.length
+    span("why-flattening", ...(standing.length || revealed.length
       ? ["Others rise too, but stay under twice the uniform share or outside its top 5: "]
-      : ["No runner-up stands out: the tokens below the top one rise toward ", ...uni, ": "]),
+      : ["No runner-up stands out: the tokens below the top one rise only to near ", ...uni, " (under twice it): "]),
     ...named(flattening), " — that is flattening toward uniform, which every token undergoes as T grows, not a ranking the model knows.");
   }
-  if (!revealed.length && !flattening.length) span("why-flat", `No token below its top one gains from ${baseT} to ${hotT}.`);
+  if (!standing.length && !revealed.length && !flattening.length) span("why-flat", `No token below its top one gains from ${baseT} to ${hotT}.`);
   return para("why-reveals", `At ${hotT}${bySlider ? " (the slider's)" : ""} the same logits give `,
     tok(top.token), ` ${fmt(top.hot)}, and the other tokens ${fmt(restHot)} (${change(rest, restHot)} ${fmt(rest)}); `,
     `the entropy is ${fmt(h.entropy)} nats (${change(b.entropy, h.entropy)} ${fmt(b.entropy)}, at most ln ${out.vocab_size} = `,
@@ -111,8 +131,9 @@ function truthSentence(truth, shown) {
   const ranks = truthRanks(truth, shown);
   const absent = shown.filter((_, i) => ranks[i] === 0);
   const known = ranks.filter((r) => r > 0);
-  const inOrder = known.every((r, i) => i === 0 || r > known[i - 1]);
-  const exact = ranks.every((r, i) => r === i + 2);  // the truth's own 2nd, 3rd, … in order
+  const inOrder = known.every((r, i) => i === 0 || r >= known[i - 1]);  // tied words: either order
+  // The truth's own runner-ups (its 2nd, 3rd, … word, ties included), in its order.
+  const exact = inOrder && ranks.every((r) => r >= 2 && r <= shown.length + 1);
   const where = shown.map((t, i) => (ranks[i] ? `${visible(t.token)} ${ordinal(ranks[i])}` : `${visible(t.token)} never`)).join(", ");
   const truthTop = truth.slice(1, 1 + shown.length).map((t) => `“${visible(t.token)}”`).join(", ");
   let verdict;

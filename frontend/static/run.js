@@ -118,7 +118,8 @@ let teacherInfo = null;  // the run's teacher as /api/models describes it (role,
 function pct(x) { return `${Math.round(x * 100)} %`; }
 
 // Why soften this run's teacher, said with what the kit measured of it when it did: how often
-// its top token holds ≥ 0.9 on held-out text, and its KL to the truth at T = 1 and its best T.
+// its top token holds ≥ 0.9 on held-out text, how much of the truth's top 5 it ranks right, and
+// its KL to the truth at T = 1 and at its best T (of 1 to 8).
 function softenText(name, info) {
   const p = info && info.profile;
   const tail = "Too high a T flattens everything toward uniform, known or not.";
@@ -128,18 +129,24 @@ function softenText(name, info) {
       `runner-ups: those that rise well above the uniform share are what the teacher ranks next, the “dark ` +
       `knowledge” a label cannot carry. ${tail} How peaked this run's teacher (${name}) is, the inspector shows.`;
   }
-  const closest = p.best_t === 1 ? "no higher T brings it closer to the truth"
+  const closest = p.best_t === 1 ? "no T from 1.25 to 8 brings it closer to the truth"
     : `it is closest to the truth at T = ${p.best_t} (KL ${fmt(p.kl_true_best_t, 3)} against ${fmt(p.kl_true_t1, 3)} at T = 1)`;
+  // What T lifts is the teacher's own ranking: worth saying when that ranking is off.
+  const ranking = p.top5_overlap < 0.85
+    ? ` But what it ranks is partly wrong: its top 5 hold only ${fmt(p.top5_overlap, 2)} of the truth's top 5, and T cannot reorder them.`
+    : "";
+  const share = `${pct(p.confident_share)} of the held-out positions where the language has a choice`;
   if (p.confident_share >= 0.5) {
-    return `This run's teacher, ${name}, is confident: on held-out text its top token holds at least 0.9 at ` +
-      `${pct(p.confident_share)} of the positions where the language has a choice, so at T = 1 its distribution says ` +
-      `little more than the label does. Dividing by T > 1 lifts its runner-ups; those that rise well above the uniform ` +
-      `share are what it ranks next, the “dark knowledge” a label cannot carry, and ${closest}. ${tail}`;
+    return `This run's teacher, ${name}, is confident: its top token holds at least 0.9 at ${share}, so at T = 1 its ` +
+      `distribution says little more than the label does. Dividing by T > 1 lifts its runner-ups; those that rise well ` +
+      `above the uniform share are what it ranks next, the “dark knowledge” a label cannot carry, and ${closest}.` +
+      `${ranking} ${tail}`;
   }
-  return `This run's teacher, ${name}, is not peaked: its top token holds at least 0.9 at only ` +
-    `${pct(p.confident_share)} of the held-out positions where the language has a choice, so at T = 1 it already shows ` +
-    `its runner-ups, and ${closest}. Softening is meant for a peaked teacher, one fine-tuned on one-hot labels such as ` +
-    `demo-teacher-finetuned; whether its students gain from it, the built-in experiment measures. ${tail}`;
+  const how = p.confident_share >= 0.1 ? `is confident at some positions only: its top token holds at least 0.9 at ${share}`
+    : `is not peaked: its top token holds at least 0.9 at only ${share}`;
+  return `This run's teacher, ${name}, ${how}, so at T = 1 it mostly shows its runner-ups already, and ${closest}.` +
+    `${ranking} Softening is meant for a peaked teacher, one fine-tuned on one-hot labels such as demo-teacher-finetuned; ` +
+    `whether its students gain from it, the built-in experiment measures. ${tail}`;
 }
 
 async function loadTeacherInfo() {

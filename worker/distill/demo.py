@@ -8,7 +8,9 @@ Each part is written to a hidden folder and renamed into place when complete, so
 preparation leaves only whole parts, and the next one builds just what is missing.
 """
 
+import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -120,14 +122,45 @@ def _model_done(folder: Path, since: int) -> bool:
         return False
 
 
+def _meta(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "distillscope.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _weights_sha256(folder: Path) -> str | None:
+    try:
+        return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def _parts(settings: Settings, kit: Kit) -> list[tuple[str, Callable[[], bool]]]:
     """(name, done?) for every part, in build order."""
     models_dir, data_dir = settings.models_dir, settings.datasets_dir
     parts = [(d, lambda d=d: (data_dir / d / "dataset.json").is_file()) for d in kit.datasets]
     for spec in kit.students:
         parts.append((spec["name"], lambda n=spec["name"]: _model_done(models_dir / n, 2)))
-    for name, since in ((kit.teacher["name"], 2), (kit.memorised["name"], 2), (FINETUNED, 3)):
-        parts.append((name, lambda n=name, v=since: _model_done(models_dir / n, v)))
+    for spec, training in (
+        (kit.teacher, kit.teacher_training),
+        (kit.memorised, kit.memorised_training),
+    ):
+        name = spec["name"]
+        parts.append((name, lambda n=name: _model_done(models_dir / n, 2)))
+        if training is not None:  # a trained teacher says what it knows (kit 2 did not yet)
+            parts.append((f"{name} profile", lambda n=name: "profile" in _meta(models_dir / n)))
+    base = models_dir / kit.teacher["name"]
+    # The fine-tuned teacher is made from the calibrated one: stale once that one changes.
+    parts.append(
+        (
+            FINETUNED,
+            lambda: (
+                _model_done(models_dir / FINETUNED, 3)
+                and _meta(models_dir / FINETUNED).get("base_sha256") == _weights_sha256(base)
+            ),
+        )
+    )
     return parts
 
 
@@ -268,6 +301,7 @@ def _finetune(settings, tokenizer, kit: Kit, progress: bool) -> tuple:
     meta = {
         "role": "teacher",
         "trained_on": "demo",
+        "base_sha256": _weights_sha256(settings.models_dir / kit.teacher["name"]),
         "made": f"{kit.teacher['name']} fine-tuned for {kit.finetune_training['max_steps']} "
         "steps on its own argmax labels (one-hot, as supervised fine-tuning data is) over the "
         "demo set's 2,000 sentences, until peaked",
@@ -322,6 +356,10 @@ def prepare(
                 f"{meta['train_seconds']:.0f} s",
                 flush=True,
             )
+    for spec in (kit.teacher, kit.memorised):
+        if f"{spec['name']} profile" in todo and spec["name"] not in todo:
+            _add_profile(settings, tokenizer, settings.models_dir / spec["name"])
+            say(f"  {spec['name']}: profile recorded", flush=True)
     if FINETUNED in todo:
         model, meta = _finetune(settings, tokenizer, kit, progress)
         _save(model, tokenizer, settings.models_dir / FINETUNED, meta)
@@ -329,6 +367,18 @@ def prepare(
         say(f"    (before fine-tuning: {teachers.describe(meta['profile_before'])})", flush=True)
     say(f"demo kit ready in {time.perf_counter() - t_kit:.0f} s", flush=True)
     return todo
+
+
+def _add_profile(settings: Settings, tokenizer, folder: Path) -> None:
+    """Record what a teacher from an older kit knows of the truth, rewriting its
+    distillscope.json whole (a temporary file renamed over it)."""
+    meta = _meta(folder)
+    meta["profile"] = teachers.profile(
+        teachers.load(folder), teachers.eval_split(settings, tokenizer).eval
+    )
+    tmp = folder / ".distillscope.json.partial"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, folder / "distillscope.json")
 
 
 def _params(model) -> str:

@@ -66,8 +66,10 @@ def own_argmax_labels(model, split: Split, batch: int = 256) -> torch.Tensor:
 
 def finetune(base, data: DistillData, *, name: str, dataset: str, training: dict, progress: bool):
     """A copy of `base` fine-tuned on its own argmax labels (one-hot, as SFT data is) until
-    peaked. Of the two ways tried (this, and several epochs on the 300-sentence slice), this
-    kept more of the truth's ranking: top-5 overlap 0.88 against 0.75 at similar confidence."""
+    peaked. Of the two ways tried (this, and the real labels of the 300-sentence slice for 150
+    or 400 steps), this kept more of the truth's ranking and became more confident too: top-5
+    overlap 0.93 against 0.78 and 0.70, top-1 ≥ 0.9 at 92 % of the positions with a choice
+    against 18 % and 58 %."""
     labels = own_argmax_labels(base, data.train)
     sft = DistillData(train=Split(data.train.input_ids, labels), eval=data.eval, kind=data.kind)
     model = copy.deepcopy(base).train()

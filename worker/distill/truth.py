@@ -23,8 +23,9 @@ def choice_rows(truth: Tensor) -> Tensor:
 def top5_overlap(logits: Tensor, truth: Tensor) -> tuple[Tensor, int]:
     """(Σ overlap, rows counted) over the rows where the language has a choice. Per row, with
     m = min(5, number of possible words): the share of the model's top m that lie in the
-    truth's top m (a word tied with the truth's m-th counts as in it). Temperature does not
-    change it: dividing logits by T keeps their order."""
+    truth's top m. Where words tie with the truth's m-th, they fill only the places left by
+    the words strictly above it, so a top m that misses a word strictly inside the truth's
+    never scores 1. Temperature does not change it: dividing logits by T keeps their order."""
     rows = choice_rows(truth)
     logits, truth = logits[rows].float(), truth[rows]
     if not len(truth):
@@ -34,5 +35,8 @@ def top5_overlap(logits: Tensor, truth: Tensor) -> tuple[Tensor, int]:
     cutoff = truth.topk(k, dim=-1).values.gather(-1, (m - 1)[:, None])  # the m-th largest
     picked = truth.gather(-1, logits.topk(k, dim=-1).indices)  # truth of the model's top k
     within = torch.arange(k, device=truth.device)[None, :] < m[:, None]
-    hits = ((picked >= cutoff) & (picked > 0) & within).sum(-1)
+    above = ((picked > cutoff) & within).sum(-1)  # words strictly inside the truth's top m
+    tied = ((picked == cutoff) & (picked > 0) & within).sum(-1)
+    room = m - (truth > cutoff).sum(-1)  # the truth's top-m places its tied words can take
+    hits = above + torch.minimum(tied, room)
     return (hits / m).sum(), len(truth)
