@@ -1,5 +1,7 @@
 """Engine and session factory, one per database URL, plus the caller-owned transaction."""
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -11,13 +13,29 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.settings import get_settings
 
 
+def _wal(cur) -> None:
+    """Switch the file to WAL unless it already is. Two connections racing on a new file can
+    get "database is locked" from this pragma without SQLite calling its busy handler, so the
+    switch is retried for up to five seconds."""
+    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # WAL lets the api read while a worker writes; busy_timeout makes a writer wait for the
     # other process's lock instead of failing at once with "database is locked".
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    _wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
