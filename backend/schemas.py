@@ -87,6 +87,22 @@ class RunConfig(BaseModel):
         "student's weights (without the optimizer state), so the inspector can open the student "
         "there; thinned to stay spread over the run (0: none).",
     )
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto",
+        description="Weights' dtype: auto is bfloat16 on a CUDA device that supports it, "
+        "float32 otherwise. The loss is always computed in float32.",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute the student's activations in the backward pass: less memory, "
+        "about a third more compute.",
+    )
+    loss_impl: Literal["auto", "logits", "hidden"] = Field(
+        default="auto",
+        description="logits: the loss from both models' full logits; hidden: from their final "
+        "hidden states and output heads, chunk by chunk, never holding the tokens x vocabulary "
+        "logits (same values); auto: hidden when the vocabulary has 16,384 tokens or more.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -317,3 +333,8 @@ class InspectRequest(BaseModel):
         description="Prompt position whose next token is shown (default: the last).",
     )
     max_tokens: int = Field(default=256, ge=1, le=1024, description="The prompt is cut here.")
+    chat: bool = Field(
+        default=False,
+        description="Wrap the prompt as a user message in the first model's chat template and "
+        "inspect the assistant's first answer position (instruction-tuned models).",
+    )
