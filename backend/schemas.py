@@ -228,15 +228,16 @@ class SweepGrid(BaseModel):
 
 
 class ExperimentRequest(BaseModel):
-    """Options of the built-in experiment; the defaults are its designed budget."""
+    """Options of a built-in experiment; absent, each keeps its designed budget."""
 
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(
-        default=300,
+    max_steps: int | None = Field(
+        default=None,
         ge=10,
         le=10_000,
-        description="Steps of each of its runs (held-out metrics three times per run).",
+        description="Steps of each of its runs (held-out metrics three times per run); "
+        "default: 300 for the demo kit's experiment, 30 for the real kit's.",
     )
 
 
@@ -310,6 +311,10 @@ class Preset(BaseModel):
     label: str
     description: str
     config: dict
+    available: bool = Field(
+        default=True, description="Whether its models and dataset are on this machine."
+    )
+    hint: str | None = Field(default=None, description="What to do when it is not available.")
 
 
 class InspectRequest(BaseModel):

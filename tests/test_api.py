@@ -211,8 +211,13 @@ def test_catalog_and_presets(client):
         and models["demo-student-s"]["profile"] is None
     )
     assert "demo" in {d["name"] for d in client.get("/api/datasets").json()}
-    presets = client.get("/api/presets").json()
-    assert presets[0]["id"] == "demo" and presets[0]["config"]["teacher"] == "demo-teacher"
+    presets = {p["id"]: p for p in client.get("/api/presets").json()}
+    assert list(presets)[0] == "demo" and presets["demo"]["config"]["teacher"] == "demo-teacher"
+    assert presets["demo"]["available"] and presets["demo"]["hint"] is None
+    # The real kit is not prepared here: its preset says so and says what to run.
+    real = presets["smollm2-cpu"]
+    assert not real["available"] and "make real" in real["hint"]
+    assert real["config"]["teacher"] == "smollm2-135m-instruct"
 
 
 def test_frontend_and_local_plotly_are_served(client):
@@ -474,3 +479,25 @@ def test_the_built_in_experiment_queues_its_30_runs(client):
         assert run["tags"] == [body["tag"]] and c["seed"] in (0, 1, 2)
         assert c["alpha"] == (0.0 if run["name"].startswith("hard") else 0.9)
         assert c["teacher_cache_k"] == vocab - 1  # the whole vocabulary but the tail: exact
+
+
+def test_the_real_kit_experiment_says_how_to_prepare_the_kit_when_missing(client):
+    r = client.post("/api/experiments/smollm2")
+    assert r.status_code == 409, r.text
+    assert "make real" in r.json()["detail"] and "smollm2-135m-instruct" in r.json()["detail"]
+    assert client.get("/api/runs").json()["count"] == 0  # nothing stored
+
+
+def test_the_real_kit_experiment_runs_hard_labels_and_three_temperatures():
+    from backend.services.experiment import llm_experiment_configs
+
+    configs = llm_experiment_configs(tag="t", max_steps=12)
+    assert [(c.name, c.alpha, c.temperature) for c in configs] == [
+        ("SmolLM2, hard labels only", 0.0, 2.0),
+        ("SmolLM2, T=1", 0.9, 1.0),
+        ("SmolLM2, T=2", 0.9, 2.0),
+        ("SmolLM2, T=4", 0.9, 4.0),
+    ]
+    assert {(c.max_steps, c.eval_interval, c.student) for c in configs} == {
+        (12, 4, "smollm2-student-l10")
+    }

@@ -93,3 +93,15 @@ def test_a_sweep_is_named_by_what_its_runs_share():
     assert run_name(config, omit={"alpha"}) == "T=2 demo-student-s dataset=demo-small seed=3"
     hard = RunConfig.model_validate({**DEMO_CONFIG, "alpha": 0.0})
     assert run_name(hard, omit={"alpha"}) == "T=2 demo-student-s"
+
+
+def test_real_kit_runs_are_named_against_the_real_kit_preset():
+    from backend.services.presets import SMOLLM2_CONFIG
+
+    def real(**changes) -> str:
+        return run_name(RunConfig.model_validate({**SMOLLM2_CONFIG, **changes}))
+
+    assert real() == "T=2 α=0.5 smollm2-student-l10"
+    assert real(temperature=4.0, dtype="bfloat16") == "T=4 α=0.5 smollm2-student-l10 dtype=bfloat16"
+    # Gradient checkpointing and the loss's implementation change memory, not the student.
+    assert real(gradient_checkpointing=True, loss_impl="logits") == real()

@@ -3,7 +3,13 @@ a small data budget (demo-small, 300 sentences) trained on hard labels only, and
 T = 1, 2, 4 (alpha = 0.9) from three teachers: the calibrated one, the same teacher fine-tuned
 until peaked (does T > 1 recover what its peaked softmax hides?), and the over-confident one
 that memorised its data; 3 seeds each, 30 runs. The teacher-logit cache (k = V - 1, exact)
-makes the sweep fast: each teacher runs once over the data."""
+makes the sweep fast: each teacher runs once over the data.
+
+The real kit's experiment, "SmolLM2 at T = 1 / 2 / 4": the CPU preset's 10-layer student
+trained on the teacher's own chat answers with hard labels only (sequence-level KD) and
+distilled at T = 1, 2, 4 (alpha = 0.9), one seed each; its panel reads KL(teacher || student) at
+T = 1, top-1 agreement, and at each T how much of the teacher's mass and of the soft loss lies
+outside the teacher's top 8 of 49,152 tokens."""
 
 import time
 
@@ -11,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import Run, Sweep
 from backend.schemas import ExperimentRequest, RunConfig
+from backend.services.presets import SMOLLM2_CONFIG
 from backend.services.runs import create_run
 from backend.settings import Settings
 
@@ -92,7 +99,59 @@ def create_experiment(
     runs = [
         create_run(session=session, config=c, settings=settings, sweep=sweep)
         for c in experiment_configs(
-            tag=tag, vocab=size, max_steps=(options or ExperimentRequest()).max_steps
+            tag=tag, vocab=size, max_steps=(options or ExperimentRequest()).max_steps or 300
         )
+    ]
+    return tag, runs
+
+
+LLM_TEMPERATURES = (1.0, 2.0, 4.0)
+
+
+def llm_experiment_configs(*, tag: str, max_steps: int = 30) -> list[RunConfig]:
+    base = {
+        **SMOLLM2_CONFIG,
+        "max_steps": max_steps,
+        "eval_interval": max(1, max_steps // 3),
+        "eval_batches": 4,
+        "tags": [tag],
+    }
+    configs = [RunConfig(**{**base, "name": "SmolLM2, hard labels only", "alpha": 0.0})]
+    for t in LLM_TEMPERATURES:
+        configs.append(
+            RunConfig(**{**base, "name": f"SmolLM2, T={t:g}", "alpha": 0.9, "temperature": t})
+        )
+    return configs
+
+
+class KitMissing(LookupError):
+    """The experiment's models or dataset are not on this machine; the message says how to
+    prepare them."""
+
+
+def create_llm_experiment(
+    *, session: Session, settings: Settings, options: ExperimentRequest | None = None
+) -> tuple[str, list[Run]]:
+    """Add the real kit's experiment (4 runs; the caller commits, then enqueues them)."""
+    from backend.services import catalog
+    from backend.services.presets import REAL_KIT_HINT
+
+    try:
+        for key in ("teacher", "student"):
+            catalog.resolve_local_model(SMOLLM2_CONFIG[key], settings)
+        catalog.resolve_dataset(SMOLLM2_CONFIG["dataset"], settings)
+    except catalog.CatalogError as e:
+        raise KitMissing(f"{e}. {REAL_KIT_HINT}") from None
+    steps = (options or ExperimentRequest()).max_steps or 30
+    tag = f"smollm2-experiment-{int(time.time())}"
+    sweep = Sweep(
+        name="SmolLM2 at T = 1 / 2 / 4",
+        grid={"temperature": ["none (hard labels)", *LLM_TEMPERATURES]},
+    )
+    session.add(sweep)
+    session.flush()
+    runs = [
+        create_run(session=session, config=c, settings=settings, sweep=sweep)
+        for c in llm_experiment_configs(tag=tag, max_steps=steps)
     ]
     return tag, runs

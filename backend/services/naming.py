@@ -1,12 +1,13 @@
 """Automatic run names: what a run is (T, α and the student, or "hard labels" at α = 0), then,
-as key=value, each field that changes training and differs from the demo preset's config, so
-that two runs that train differently get different names (e.g. `T=4 α=0.9 demo-student-s`,
-`hard labels demo-student-s seed=2`). Bookkeeping (evaluation, checkpoints, tags) is left out."""
+as key=value, each field that changes training and differs from the reference preset's config
+(the real kit's for its teacher, else the demo's), so that two runs that train differently get
+different names (e.g. `T=4 α=0.9 demo-student-s`, `hard labels demo-student-s seed=2`).
+Bookkeeping (evaluation, checkpoints, tags) is left out."""
 
 from collections.abc import Collection
 
 from backend.schemas import RunConfig
-from backend.services.presets import DEMO_CONFIG
+from backend.services.presets import DEMO_CONFIG, SMOLLM2_CONFIG
 
 MAX_NAME = 200  # RunConfig.name's limit
 
@@ -25,10 +26,16 @@ _KEYS = {
     "warmup_steps": "warmup",
     "max_grad_norm": "max_grad_norm",
     "teacher_cache_k": "cache_k",
+    "dtype": "dtype",
     "seed": "seed",
 }
 
-_REFERENCE = RunConfig.model_validate(DEMO_CONFIG)
+_DEMO = RunConfig.model_validate(DEMO_CONFIG)
+_SMOLLM2 = RunConfig.model_validate(SMOLLM2_CONFIG)
+
+
+def _reference(config: RunConfig) -> RunConfig:
+    return _SMOLLM2 if config.teacher == _SMOLLM2.teacher else _DEMO
 
 
 def _text(value: object) -> str:
@@ -38,7 +45,7 @@ def _text(value: object) -> str:
 def run_name(config: RunConfig, *, omit: Collection[str] = ()) -> str:
     """The run's name from its config, at most MAX_NAME characters. `omit` leaves fields out:
     a sweep is named by its base config without the fields it sweeps."""
-    ref = _REFERENCE
+    ref = _reference(config)
     hard = config.alpha == 0 and "alpha" not in omit
     words = ["hard labels"] if hard else []
     if not hard and "temperature" not in omit:

@@ -6,7 +6,7 @@ from backend.api.deps import SettingsDep
 from backend.queue import ping_workers
 from backend.schemas import DatasetInfo, ModelInfo, Preset
 from backend.services import catalog
-from backend.services.presets import PRESETS
+from backend.services.presets import presets_for
 
 router = APIRouter(prefix="/api", tags=["catalog"])
 
@@ -24,9 +24,10 @@ def list_datasets(settings: SettingsDep) -> list[DatasetInfo]:
 
 
 @router.get("/presets")
-def list_presets() -> list[Preset]:
-    """Ready-made run configs for the launch form."""
-    return PRESETS
+def list_presets(settings: SettingsDep) -> list[Preset]:
+    """Ready-made run configs for the launch form; `available` says whether this machine has
+    a preset's models and dataset, `hint` what to do if not."""
+    return presets_for(settings)
 
 
 @router.get("/health")

@@ -36,6 +36,32 @@ def start_temperature_experiment(
     }
 
 
+@experiment_router.post("/smollm2", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
+def start_smollm2_experiment(
+    session: SessionDep, settings: SettingsDep, req: ExperimentRequest | None = None
+) -> dict:
+    """Queue the real kit's experiment: SmolLM2's 10-layer student on the teacher's own chat
+    answers with hard labels only, and distilled at T = 1, 2, 4 (4 runs, 30 steps each unless
+    the body says otherwise). 409 when the real kit is not prepared (`make real`)."""
+    from backend.services.experiment import KitMissing, create_llm_experiment
+
+    try:
+        tag, runs = create_llm_experiment(
+            session=session, settings=settings, options=req
+        )
+    except KitMissing as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    session.commit()
+    enqueue_all(session, runs)
+    ids = ",".join(str(r.id) for r in runs)
+    return {
+        "tag": tag,
+        "sweep_id": runs[0].sweep_id,
+        "runs": [r.id for r in runs],
+        "compare_url": f"/compare?runs={ids}&group=name&smooth=0&experiment={tag}",
+    }
+
+
 sweep_router = APIRouter(prefix="/api/sweeps", tags=["runs"])
 
 
