@@ -194,7 +194,8 @@ async function load() {
       metrics[id][key] = c.step.map((step, i) => ({ step, value: c.value[i], time: c.time[i], flag: c.flag ? c.flag[i] : null }));
     }
   }
-  if (new URLSearchParams(window.location.search).has("experiment")) drawExperiment();
+  if (isLlmExperiment()) drawLlmExperiment();
+  else if (new URLSearchParams(window.location.search).has("experiment")) drawExperiment();
 }
 
 async function init() {

@@ -1,0 +1,129 @@
+// Compare page, the real kit's experiment panel ("SmolLM2 at T = 1 / 2 / 4", shown when the
+// URL's experiment tag starts with "smollm2-"): how close each student came to the teacher
+// (held-out KL(teacher ‖ student) at T = 1, top-1 agreement), and at each T how much of the
+// teacher's mass and of the soft loss lies outside the teacher's top 8 of its vocabulary.
+// Every sentence is computed from the runs' own final numbers; its direction is whatever was
+// measured.
+"use strict";
+
+const LLM_KEYS = ["eval/kl_teacher", "eval/top1_agreement", "eval/hard_loss", "eval/teacher_top1_prob",
+  "eval/teacher_tail_mass", "eval/soft_tail_share"];
+const LLM_HARD = "SmolLM2, hard labels only";
+let llmFinal = {};  // run id -> { key: final value }
+
+function isLlmExperiment() {
+  return (new URLSearchParams(window.location.search).get("experiment") || "").startsWith("smollm2-");
+}
+
+async function loadLlmFinals() {
+  const done = runs.filter((r) => r.status === "succeeded" && !(r.id in llmFinal));
+  if (!done.length) return;
+  const res = await fetch(`/api/metrics?runs=${done.map((r) => r.id).join(",")}&keys=${encodeURIComponent(LLM_KEYS.join(","))}&format=columns`);
+  if (!res.ok) return;
+  const body = await res.json();
+  for (const r of done) {
+    const byKey = (body.runs || {})[r.id] || {};
+    llmFinal[r.id] = Object.fromEntries(LLM_KEYS.map((k) => {
+      const vs = ((byKey[k] || {}).value || []).filter((v) => v !== null);
+      return [k, vs.length ? vs[vs.length - 1] : null];
+    }));
+  }
+}
+
+// One row per run: its T (null for hard labels), status and final numbers (or null).
+function llmRows() {
+  return runs.map((r) => ({
+    name: r.name, id: r.id, status: r.status,
+    hard: r.name === LLM_HARD || (r.config && r.config.alpha === 0),
+    t: r.config ? r.config.temperature : null,
+    v: llmFinal[r.id] || null,
+  })).sort((a, b) => (a.hard === b.hard ? a.t - b.t : a.hard ? -1 : 1));
+}
+
+const pct = (x) => (x === null || x === undefined ? "–" : x < 0.001 ? "< 0.1 %" : `${(100 * x).toFixed(x < 0.1 ? 1 : 0)} %`);
+const num = (x, d = 3) => (x === null || x === undefined ? "–" : x.toFixed(d));
+
+// Paragraphs (lists of sentences) from the rows' numbers.
+function llmText(rows) {
+  const done = rows.filter((r) => r.v && r.v["eval/kl_teacher"] !== null);
+  if (!done.length) return [];
+  const hard = done.find((r) => r.hard);
+  const soft = done.filter((r) => !r.hard);
+  const first = [];
+  const kl = (r) => r.v["eval/kl_teacher"];
+  if (soft.length) {
+    const best = soft.reduce((a, b) => (kl(b) < kl(a) ? b : a));
+    const worst = soft.reduce((a, b) => (kl(b) > kl(a) ? b : a));
+    first.push(`Measured here: distilled at ${soft.map((r) => `T = ${r.t}`).join(", ")}, the student ends ${soft.map((r) => num(kl(r))).join(", ")} nats/token from the teacher (held-out KL(teacher ‖ student) at T = 1); the closest is T = ${best.t}` +
+      (soft.length > 1 && kl(worst) > 1.1 * kl(best) ? `, ${(kl(worst) / kl(best)).toFixed(1)}× closer than T = ${worst.t}.` : soft.length > 1 ? ", though T barely changed it." : "."));
+    if (hard) {
+      const h = kl(hard);
+      first.push(kl(best) < 0.9 * h
+        ? `Trained on the teacher's answers alone (hard labels: sequence-level KD) it ends ${num(h)}: the soft targets brought it ${(h / kl(best)).toFixed(1)}× closer.`
+        : kl(best) > 1.1 * h
+          ? `Trained on the teacher's answers alone (hard labels: sequence-level KD) it ends ${num(h)}, closer than any soft run on this budget.`
+          : `Trained on the teacher's answers alone (hard labels: sequence-level KD) it ends about the same, ${num(h)}.`);
+    }
+    const agree = soft.filter((r) => r.v["eval/top1_agreement"] !== null);
+    if (agree.length) first.push(`Its top token matches the teacher's at ${agree.map((r) => `${pct(r.v["eval/top1_agreement"])} (T = ${r.t})`).join(", ")} of held-out positions${hard && hard.v["eval/top1_agreement"] !== null ? `, ${pct(hard.v["eval/top1_agreement"])} with hard labels` : ""}.`);
+  } else if (hard) {
+    first.push(`Trained on the teacher's answers alone (hard labels), the student ends ${num(kl(hard))} nats/token from the teacher (held-out KL at T = 1).`);
+  }
+  const paragraphs = [first];
+  const peak = done.map((r) => r.v["eval/teacher_top1_prob"]).find((x) => x !== null && x !== undefined);
+  const tails = soft.filter((r) => r.v["eval/teacher_tail_mass"] !== null && r.v["eval/soft_tail_share"] !== null);
+  const second = [];
+  if (peak !== undefined) {
+    second.push(`On these held-out answers the teacher's top token holds ${num(peak, 2)} of its probability on average at T = 1` +
+      (peak >= 0.9 ? ": an instruction-tuned teacher is peaked." : peak >= 0.6 ? ": confident, but not one-hot." : ": less peaked than one might expect."));
+  }
+  if (tails.length) {
+    const hot = tails.reduce((a, b) => (b.t > a.t ? b : a));
+    const cold = tails.reduce((a, b) => (b.t < a.t ? b : a));
+    const m = hot.v["eval/teacher_tail_mass"], s = hot.v["eval/soft_tail_share"];
+    second.push(`Outside its top 8 tokens the teacher keeps ${tails.map((r) => `${pct(r.v["eval/teacher_tail_mass"])} of its mass at T = ${r.t}`).join(", ")}; ` +
+      `that tail makes ${tails.map((r) => `${pct(r.v["eval/soft_tail_share"])}`).join(", ")} of the soft loss.`);
+    if (hot !== cold) {
+      second.push(s >= 0.5
+        ? `At T = ${hot.t} most of what the student is taught (${pct(s)} of the soft loss) is about the tail, not the teacher's few runner-ups: on a real vocabulary, a high T mostly describes the tail.`
+        : m > cold.v["eval/teacher_tail_mass"] + 0.05
+          ? `Even at T = ${hot.t} the top 8 still carry most of the soft loss (${pct(1 - s)}), though the tail's mass grew from ${pct(cold.v["eval/teacher_tail_mass"])} to ${pct(m)}.`
+          : `Raising T to ${hot.t} moved little mass to the tail (${pct(cold.v["eval/teacher_tail_mass"])} → ${pct(m)}).`);
+    }
+  }
+  if (second.length) paragraphs.push(second);
+  return paragraphs;
+}
+
+async function drawLlmExperiment() {
+  const panel = document.getElementById("llm-panel");
+  panel.hidden = false;
+  await loadLlmFinals();
+  const finished = runs.filter((r) => ENDED.includes(r.status)).length;
+  document.getElementById("llm-status").textContent = finished < runs.length
+    ? `${finished} of ${runs.length} runs finished; the table fills in as they do.`
+    : `All ${runs.length} runs finished.`;
+  const rows = llmRows();
+  const body = document.querySelector("#llm-table tbody");
+  body.replaceChildren();
+  for (const r of rows) {
+    const v = r.v || {};
+    const tr = el("tr", { dataset: { run: String(r.id) } });
+    tr.append(el("th", {}, r.hard ? "hard labels only (the teacher's answers)" : `T = ${r.t}, α = 0.9`),
+      el("td", { class: "num" }, r.v ? num(v["eval/kl_teacher"]) : r.status),
+      el("td", { class: "num" }, pct(v["eval/top1_agreement"])),
+      el("td", { class: "num" }, num(v["eval/hard_loss"])),
+      el("td", { class: "num" }, r.hard ? "–" : pct(v["eval/teacher_tail_mass"])),
+      el("td", { class: "num" }, r.hard ? "–" : pct(v["eval/soft_tail_share"])));
+    body.append(tr);
+  }
+  document.getElementById("llm-explainer").replaceChildren(
+    ...llmText(rows).map((sentences) => el("p", {}, sentences.join(" "))));
+  const teacher = runs.length && runs[0].config ? runs[0].config.teacher : "smollm2-135m-instruct";
+  const student = rows.filter((r) => !r.hard && r.status === "succeeded").sort((a, b) => b.t - a.t)[0];
+  const link = document.getElementById("llm-inspect");
+  link.hidden = !student;
+  if (student) {
+    link.href = `/inspect?models=${encodeURIComponent(`${teacher},run:${student.id}`)}&prompt=${encodeURIComponent("What is the capital of France?")}&chat=1&temperatures=1,4&k=8&t=4`;
+  }
+}
