@@ -219,11 +219,15 @@ def test_inspection_through_the_inspect_queue(env, tmp_path):
         assert [b["temperature"] for b in out["temperatures"]] == [0.5, 1, 2, 4, 8]
         assert len(out["temperatures"][0]["models"][1]["top"]) == 3
         assert out["about"] == [  # roles from the kit's records, for the page's wording
-            {"model": "demo-teacher", "role": "teacher", "label": "demo-teacher"},
-            {"model": "demo-student-s", "role": "student", "label": "demo-student-s"},
+            {"model": "demo-teacher", "role": "teacher", "label": "demo-teacher", "kit": None},
+            {"model": "demo-student-s", "role": "student", "label": "demo-student-s", "kit": None},
         ]
         bad = httpx.post(f"{stack.url}/api/inspect", json={**body, "temperatures": [0]})
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][1] == "temperatures"
+        # The demo kit's tokenizer has no chat template: said before any worker is asked.
+        bad = httpx.post(f"{stack.url}/api/inspect", json={**body, "chat": True})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "chat"]
+        assert "no chat template" in bad.json()["detail"][0]["msg"]
         bad = httpx.post(f"{stack.url}/api/inspect", json={**body, "models": ["nope"]})
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "models"]
         assert (
@@ -256,3 +260,183 @@ def test_a_runs_student_is_labelled_by_its_run(client):
         "demo-teacher-finetuned",
     ]
     assert [a["role"] for a in about] == ["student", "student", "student", "teacher"]
+
+
+# ---- A byte-level BPE tokenizer with a chat template (SmolLM2's kind), on a tiny Llama.
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+BPE_CORPUS = [
+    "The capital of France is Paris.",
+    "What is the capital of France?",
+    "def add(a, b):\n    return a + b",
+    "Prices: 3 € and 4 £.\tDone",
+]
+
+
+def build_bpe_models(root, names=("bpe-teacher", "bpe-student")):
+    """Tiny Llamas (from a config, random init) sharing a byte-level BPE tokenizer trained on
+    the spot, with a ChatML chat template; models under root/models. No downloads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    raw.train_from_iterator(BPE_CORPUS * 20, trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
+    tok.pad_token = tok.eos_token
+    tok.chat_template = CHATML
+    for seed, name in enumerate(names):
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            tie_word_embeddings=True,
+        )
+        LlamaForCausalLM(cfg).save_pretrained(root / "models" / name)
+        tok.save_pretrained(root / "models" / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bpe_kit(tmp_path_factory):
+    return build_bpe_models(tmp_path_factory.mktemp("bpe"))
+
+
+@pytest.fixture
+def bpe_settings(bpe_kit, tiny_kit):
+    return Settings(data_dir=bpe_kit, model_roots=[bpe_kit / "models", tiny_kit / "models"])
+
+
+def _plain_logits(folder, ids):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0].double()
+
+
+def test_byte_level_tokens_read_as_text(bpe_settings, bpe_kit):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(bpe_kit / "models" / "bpe-teacher")
+    prompt = "The capital of France is Paris.\ndef add(a, b):\n    return"
+    out = inspect_prompt(
+        InspectRequest(models=["bpe-teacher", "bpe-student"], prompt=prompt, k=20),
+        bpe_settings,
+    )
+    pieces = tok.convert_ids_to_tokens(out["ids"])
+    assert "ĠParis" in pieces and "Ċ" in pieces  # the tokenizer's own pieces…
+    # …read as the text they stand for: a leading space, a newline, never 'Ġ' or 'Ċ'.
+    assert " Paris" in out["tokens"] and "\n" in out["tokens"]
+    assert "".join(out["tokens"]) == prompt
+    every = out["tokens"] + [s["token"] for s in out["shown"]]
+    every += [e["token"] for b in out["temperatures"] for m in b["models"] for e in m["top"]]
+    assert not any("Ġ" in t or "Ċ" in t for t in every)
+    assert out["chat"] is False and out["chat_template"] is True
+
+
+def test_a_piece_of_a_multibyte_character_is_escaped_never_mojibake(bpe_settings, bpe_kit):
+    from worker.inspect import _tokenizer, _utf8_with_escapes
+
+    assert _utf8_with_escapes("€".encode()) == "€"
+    assert _utf8_with_escapes("€".encode()[:2]) == "<0xE2><0x82>"
+    assert _utf8_with_escapes(b"a\xe2\x82") == "a<0xE2><0x82>"
+    assert _utf8_with_escapes("é".encode() + b"\xff") == "é<0xFF>"
+    vocab = _tokenizer(_source("bpe-teacher", bpe_settings))
+    ids = vocab.tokenizer.convert_tokens_to_ids(["â", "ĠâĤ¬", "<|im_start|>", "ĉ"])
+    assert [vocab.text(i) for i in ids] == ["<0xE2>", " €", "<|im_start|>", "\t"]
+    # The demo kit's word-level tokenizer reads as its words.
+    demo = _tokenizer(_source("demo-teacher", bpe_settings))
+    assert demo.text(demo.tokenizer.convert_tokens_to_ids("lazy")) == "lazy"
+
+
+def test_chat_inspects_the_assistants_first_answer_position(bpe_settings, bpe_kit):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(bpe_kit / "models" / "bpe-teacher")
+    prompt = "What is the capital of France?"
+    req = InspectRequest(
+        models=["bpe-teacher", "bpe-student"], prompt=prompt, chat=True, temperatures=[1, 4]
+    )
+    out = inspect_prompt(req, bpe_settings)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+    assert out["ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert out["tokens"][0] == "<|im_start|>" and "".join(out["tokens"]) == text
+    # The last position is the one after the assistant's header: its next token is the answer's
+    # first.
+    assert out["position"] == len(out["ids"]) - 1
+    assert "".join(out["tokens"]).endswith("<|im_start|>assistant\n")
+    assert out["chat"] is True and out["truth"] is None
+    logits = _plain_logits(bpe_kit / "models" / "bpe-teacher", out["ids"])[-1]
+    top = out["temperatures"][0]["models"][0]["top"]
+    assert [e["id"] for e in top] == torch.topk(logits, len(top)).indices.tolist()
+    # Without chat, the same words inspect after "?" instead.
+    plain = inspect_prompt(req.model_copy(update={"chat": False}), bpe_settings)
+    assert plain["tokens"][-1] == "?" and len(plain["ids"]) < len(out["ids"])
+
+
+def test_chat_without_a_chat_template_is_refused(bpe_settings, bpe_kit, tiny_kit):
+    from backend.services.inspection import has_chat_template
+
+    req = InspectRequest(models=["demo-teacher"], prompt="the lazy", chat=True)
+    with pytest.raises(ValueError, match="no chat template"):
+        inspect_prompt(req, bpe_settings)
+    # The api's own check, from the saved files alone (no torch in the api).
+    assert has_chat_template(bpe_kit / "models" / "bpe-teacher")
+    assert not has_chat_template(tiny_kit / "models" / "demo-teacher")
+
+
+def test_mass_outside_top_k_and_the_tails_share_of_the_kl(bpe_settings, bpe_kit):
+    """Per model and T, the mass outside its top k; per other model and T, the part of
+    KL(first_T ‖ other_T) at the position from tokens outside the first model's top k, against
+    a direct float64 computation."""
+    names = ["bpe-teacher", "bpe-student"]
+    temperatures = [1.0, 4.0]
+    req = InspectRequest(
+        models=names, prompt="The capital of France is", k=8, temperatures=temperatures
+    )
+    out = inspect_prompt(req, bpe_settings)
+    z = [_plain_logits(bpe_kit / "models" / n, out["ids"])[-1] for n in names]
+    for block, t in zip(out["temperatures"], temperatures, strict=True):
+        p, q = (torch.softmax(x / t, -1) for x in z)
+        top = torch.topk(p, 8).indices
+        assert block["models"][0]["mass_outside_top_k"] == pytest.approx(
+            1 - float(p[top].sum()), abs=1e-5
+        )
+        assert block["models"][1]["mass_outside_top_k"] == pytest.approx(
+            1 - float(torch.topk(q, 8).values.sum()), abs=1e-5
+        )
+        terms = p * (p.log() - q.log())
+        mask = torch.ones_like(p, dtype=torch.bool)
+        mask[top] = False
+        pair = block["vs_first"]["bpe-student"]
+        assert pair["kl_ab_outside_top_k"] == pytest.approx(float(terms[mask].sum()), abs=1e-5)
+        # The share is a ratio of two small KLs between random models: compared relatively.
+        assert pair["kl_ab_outside_share"] == pytest.approx(
+            float(terms[mask].sum() / terms.sum()), rel=2e-3
+        )
+        kl = pair["kl_ab"][out["position"]]
+        assert pair["kl_ab_outside_share"] == pytest.approx(pair["kl_ab_outside_top_k"] / kl)
+    # A model against itself: no KL, so no share.
+    same = inspect_prompt(
+        req.model_copy(update={"models": ["bpe-teacher", "bpe-teacher"]}), bpe_settings
+    )
+    assert same["temperatures"][0]["vs_first"]["bpe-teacher"]["kl_ab_outside_share"] is None

@@ -1,14 +1,20 @@
 """Inspect a prompt: each model's next-token distribution at every prompt position and at
 several temperatures, and how far the models are apart.
 
+Tokens are returned as readable text: a byte-level BPE piece such as 'ĠParis' as " Paris", 'Ċ' as
+"\n", and a piece that holds only part of a multi-byte UTF-8 character as escapes such as
+"<0xE2><0x82>" (never mojibake). With `chat`, the prompt is wrapped as a user message in the
+first model's chat template and the position inspected is the assistant's first answer token.
+
 One forward pass per model gives logits at every position; every temperature is then a cheap
 transform of those logits, done for all temperatures, models and positions in one batch of
 tensor ops. Probabilities always come from the softmax over the full vocabulary (never a top-k
 before the softmax). Tokens are returned as text; rendering them safely (as text, never HTML)
 is the client's job."""
 
+import json
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -59,13 +65,87 @@ def _model(source: Path | str, device: torch.device) -> torch.nn.Module:
     return model
 
 
-@dataclass(frozen=True)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet read backwards: the printable character that stands for each
+    byte (e.g. 'Ġ' for a space, 'Ċ' for a newline) → that byte."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    bs += range(ord("®"), ord("ÿ") + 1)
+    cs = list(bs)
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+_BYTE_DECODER = _byte_decoder()
+
+
+def _utf8_with_escapes(data: bytes) -> str:
+    """The text of `data`, each byte that is not part of a whole UTF-8 character written as
+    <0xNN> (a piece may end mid-character: '€' is three bytes, often split across pieces)."""
+    out, i = [], 0
+    while i < len(data):
+        for size in (1, 2, 3, 4):  # the shortest valid character starting here
+            try:
+                out.append(data[i : i + size].decode("utf-8"))
+                i += size
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            out.append(f"<0x{data[i]:02X}>")
+            i += 1
+    return "".join(out)
+
+
+def _is_byte_level(tok) -> bool:
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    try:
+        return "ByteLevel" in json.dumps(json.loads(backend.to_str()).get("decoder"))
+    except (ValueError, AttributeError):
+        return False
+
+
+@dataclass
 class _Vocab:
     """A tokenizer and what every inspection reads from it, looked up once per load."""
 
     tokenizer: object
-    names: list[str]  # token text by id, the whole vocabulary
+    names: list[str]  # token strings by id (the tokenizer's own pieces), the whole vocabulary
     speaks_demo: bool  # every word of the demo language is one of its tokens
+    byte_level: bool  # pieces spell bytes in GPT-2's alphabet ('Ġ' = space, 'Ċ' = newline)
+    special: frozenset  # added and special tokens: shown as they are
+    _texts: dict = field(default_factory=dict)
+
+    def text(self, i: int) -> str:
+        """The readable text of token `i` (cached: a vocabulary may have 150,000 tokens)."""
+        found = self._texts.get(i)
+        if found is None:
+            found = self._texts[i] = self._readable(i)
+        return found
+
+    def _readable(self, i: int) -> str:
+        piece = self.names[i]
+        if piece is None:
+            return f"<id {i}>"
+        if piece in self.special:
+            return piece
+        if self.byte_level and all(c in _BYTE_DECODER for c in piece):
+            return _utf8_with_escapes(bytes(_BYTE_DECODER[c] for c in piece))
+        text = self.tokenizer.decode(
+            [i], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+        # A byte piece such as SentencePiece's <0xE2> decodes alone to U+FFFD: show the piece.
+        return piece if "\ufffd" in text and "\ufffd" not in piece else text
+
+    @property
+    def chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
 
 
 _TOKENIZERS: OrderedDict[str, _Vocab] = OrderedDict()
@@ -80,10 +160,32 @@ def _tokenizer(source: Path | str) -> _Vocab:
         return _TOKENIZERS[key]
     tok = load_tokenizer_from(source)
     names = tok.convert_ids_to_tokens(list(range(len(tok))))
-    _TOKENIZERS[key] = _Vocab(tok, names, _DEMO_WORDS <= tok.get_vocab().keys())
+    special = frozenset(getattr(tok, "all_special_tokens", [])) | frozenset(
+        str(t) for t in getattr(tok, "added_tokens_decoder", {}).values()
+    )
+    _TOKENIZERS[key] = _Vocab(
+        tok, names, _DEMO_WORDS <= tok.get_vocab().keys(), _is_byte_level(tok), special
+    )
     while len(_TOKENIZERS) > _TOKENIZER_CACHE_SIZE:
         _TOKENIZERS.popitem(last=False)
     return _TOKENIZERS[key]
+
+
+def _prompt_ids(tok: _Vocab, prompt: str, chat: bool) -> list[int]:
+    """The prompt's token ids; with `chat`, the prompt as a user message in the tokenizer's chat
+    template, ending with the assistant's header (its first answer token comes next)."""
+    if not chat:
+        return tok.tokenizer(prompt)["input_ids"]
+    if not tok.chat_template:
+        raise ValueError(
+            "chat: the first model's tokenizer has no chat template; inspect without chat, or "
+            "put an instruction-tuned model first"
+        )
+    text = tok.tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+    # The template writes its own special tokens (e.g. <|im_start|>): add none.
+    return tok.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _truth(words: list[str]) -> list[dict] | None:
@@ -139,13 +241,18 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sources = [_source(m, settings) for m in req.models]
     tok = _tokenizer(sources[0])
-    ids = tok.tokenizer(req.prompt)["input_ids"]
+    ids = _prompt_ids(tok, req.prompt, req.chat)
     if not ids:
         raise ValueError("the prompt has no tokens")
     # Cut at max_tokens and at the shortest context among the models (positions beyond it
     # have no embedding); the answer says where.
     limit = min([req.max_tokens, *(_context(_model(s, device)) for s in sources)])
     cut = len(ids) > limit
+    if cut and req.chat:  # a cut would drop the assistant's header, the position inspected
+        raise ValueError(
+            f"chat: the prompt in the chat template has {len(ids)} tokens, over the {limit} "
+            "that can be inspected here; shorten the prompt"
+        )
     ids = ids[:limit]
     names = tok.names
     vocab = len(names)
@@ -161,8 +268,15 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
     entropy = (p * log_p).sum(-1).neg_()  # (M, T, L)
     top = torch.topk(p[:, :, position], min(req.k, vocab), dim=-1)  # (M, T, k)
     div = _divergences(log_p[:1], log_p[1:], p[:1], p[1:])  # each (M-1, T, L)
+    # The part of KL(first_T || other_T) at this position that comes from the tokens outside
+    # the first model's top k at that T (the tail that high-T targets mostly describe).
+    terms = p[0, :, position] * (log_p[0, :, position] - log_p[1:, :, position])  # (M-1, T, V)
+    outside = torch.ones_like(p[0, :, position], dtype=torch.bool).scatter_(
+        -1, top.indices[0], False
+    )
+    kl_outside = (terms * outside).sum(-1).tolist()  # (M-1, T)
     prompt_words = [names[i] for i in ids[1 : position + 1]]  # without <bos>
-    truth = _truth(prompt_words) if tok.speaks_demo else None
+    truth = _truth(prompt_words) if tok.speaks_demo and not req.chat else None
 
     # One device-to-host copy (.tolist()) per tensor; the answer is built from plain lists.
     top_ids, top_p = top.indices.tolist(), top.values.tolist()
@@ -186,7 +300,7 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
             {
                 "model": name,
                 "top": [
-                    {"id": i, "token": names[i], "prob": pr}
+                    {"id": i, "token": tok.text(i), "prob": pr}
                     for i, pr in zip(top_ids[mi][ti], top_p[mi][ti], strict=True)
                 ],
                 "shown_probs": shown_p[mi][ti],
@@ -196,20 +310,25 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
             }
             for mi, name in enumerate(req.models)
         ]
-        pairs = {
-            name: {k: v[mi][ti] for k, v in div.items()} for mi, name in enumerate(req.models[1:])
-        }
+        pairs = {}
+        for mi, name in enumerate(req.models[1:]):
+            pairs[name] = {k: v[mi][ti] for k, v in div.items()}
+            total, tail = div["kl_ab"][mi][ti][position], kl_outside[mi][ti]
+            # At this position only: nats, and their share of the KL (None when the KL is 0).
+            pairs[name]["kl_ab_outside_top_k"] = tail
+            pairs[name]["kl_ab_outside_share"] = tail / total if total > 0 else None
         per_t.append({"temperature": temperature, "models": models, "vs_first": pairs})
-    tokens = [names[i] for i in ids]
     return {
-        "tokens": tokens,
+        "tokens": [tok.text(i) for i in ids],
         "ids": ids,
+        "chat": req.chat,
+        "chat_template": tok.chat_template,  # the first model's tokenizer has one
         "truncated_to": limit if cut else None,
         "position": position,
         "vocab_size": vocab,
         "models": req.models,
         "temperatures": per_t,
-        "shown": [{"id": i, "token": names[i]} for i in shown],
+        "shown": [{"id": i, "token": tok.text(i)} for i in shown],
         "shown_ranks": shown_ranks,
         "truth": truth,  # at T = 1: the language's own distribution is never softened
     }

@@ -7,22 +7,33 @@ from backend.api.deps import SessionDep, SettingsDep
 from backend.queue import run_inspection
 from backend.schemas import InspectRequest
 from backend.services import catalog
-from backend.services.inspection import about_models
+from backend.services.inspection import about_models, has_chat_template
 from backend.services.runs import FieldError
 
 router = APIRouter(prefix="/api", tags=["inspect"])
 
 
 def _check_models(req: InspectRequest, settings) -> None:
+    folders = []
     for i, name in enumerate(req.models):
         if name.startswith("run:"):
-            if catalog.run_student_dir(name, settings) is None:
+            found = catalog.run_student_dir(name, settings)
+            if found is None:
                 raise FieldError("models", f"models[{i}]: {name} has no saved student (yet)", name)
+            folders.append(found)
             continue
         try:
-            catalog.resolve_model(name, settings)
+            folders.append(catalog.resolve_model(name, settings))
         except catalog.CatalogError as e:
             raise FieldError("models", f"models[{i}]: {e}", name) from None
+    # The chat template is the first model's (its tokenizer tokenizes for every model).
+    if req.chat and not has_chat_template(folders[0]):
+        raise FieldError(
+            "chat",
+            f"{req.models[0]} (the first model) has no chat template: inspect without the chat "
+            "template, or put an instruction-tuned model first",
+            True,
+        )
 
 
 @router.post("/inspect")
