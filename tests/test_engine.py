@@ -30,6 +30,9 @@ EVAL_KEYS = {
     "eval/kl_true",
     "eval/top5_true",
     "eval/top1_prob",
+    "eval/teacher_top1_prob",
+    "eval/teacher_tail_mass",
+    "eval/soft_tail_share",
 }
 
 
@@ -316,3 +319,147 @@ def test_thinning_keeps_weight_checkpoints_spread_over_the_run():
     assert kept(30) == list(range(10, 210, 10))  # under the limit: nothing goes
     assert kept(5) == [10, 50, 90, 130, 200]  # first and last stay, the rest spread
     assert kept(2) == [10, 200] and kept(1) == [200] and kept(0) == []
+
+
+# ---------------------------------------------------------------- the engine at LLM shape
+
+
+def _tiny_llama(vocab: int, layers: int, width: int, seed: int):
+    """A tiny Llama with tied embeddings (SmolLM2's layout), built from a config."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def _llama_run(tiny_kit, steps=4, teacher_config=None, **overrides):
+    settings = Settings(data_dir=tiny_kit)
+    tok = load_tokenizer("demo-student-s", settings)
+    data = load_dataset(tiny_kit / "datasets" / "demo", tok, seq_len=32, vocab_size=len(tok))
+    teacher = _tiny_llama(len(tok), 2, 32, seed=1)
+    for k, v in (teacher_config or {}).items():
+        setattr(teacher.config, k, v)
+    cfg = RunConfig(
+        name="t",
+        teacher="demo-teacher",
+        student="demo-student-s",
+        dataset="demo",
+        max_steps=steps,
+        batch_size=4,
+        seq_len=32,
+        learning_rate=5e-3,
+        eval_interval=steps,
+        eval_batches=1,
+        temperature=2.0,
+        alpha=0.5,
+        **overrides,
+    )
+    logger = ListLogger()
+    recipe = DistillationRecipe(
+        cfg,
+        student=_tiny_llama(len(tok), 1, 16, seed=2),
+        teacher=teacher,
+        data=data,
+        logger=logger,
+        device=torch.device("cpu"),
+        vocab_size=len(tok),
+        tokenizer=tok,
+    )
+    recipe.setup()
+    recipe.train()
+    return logger, recipe
+
+
+@pytest.mark.parametrize("divergence", ["forward_kl", "jsd"])
+def test_hidden_state_loss_matches_the_logits_loss_step_by_step(tiny_kit, divergence):
+    hidden, r1 = _llama_run(tiny_kit, loss_impl="hidden", divergence=divergence)
+    logits, r2 = _llama_run(tiny_kit, loss_impl="logits", divergence=divergence)
+    assert (r1.loss_impl, r2.loss_impl) == ("hidden", "logits")
+    keys = ("train/soft_loss", "train/hard_loss", "train/grad_norm", "eval/kl_teacher")
+    for key in keys:
+        a, b = hidden.series(key), logits.series(key)
+        assert [s for s, _ in a] == [s for s, _ in b] and len(a) > 0, key
+        for (_, x), (_, y) in zip(a, b, strict=True):
+            assert x == pytest.approx(y, rel=1e-5, abs=1e-6), key
+
+
+def test_auto_picks_logits_for_a_small_vocabulary_and_post_processed_logits_fall_back(tiny_kit):
+    _, auto = _llama_run(tiny_kit, steps=1)
+    assert auto.loss_impl == "logits" and "auto" in auto.loss_impl_reason
+    _, capped = _llama_run(
+        tiny_kit, steps=1, loss_impl="hidden", teacher_config={"final_logit_softcapping": 30.0}
+    )
+    assert capped.loss_impl == "logits"
+    assert "teacher" in capped.loss_impl_reason and "softcapping" in capped.loss_impl_reason
+
+
+def test_eval_reports_how_the_teacher_targets_look(tiny_kit):
+    logger, _ = _llama_run(tiny_kit, steps=2)
+    (_, top1), (_, tail), (_, share) = (
+        logger.series(k)[-1]
+        for k in ("eval/teacher_top1_prob", "eval/teacher_tail_mass", "eval/soft_tail_share")
+    )
+    # An untrained teacher over 80 tokens: flat-ish, most of its mass outside its top 8.
+    assert 1 / 80 <= top1 < 0.5 and 0.5 < tail < 1.0 and 0.0 < share < 1.0
+
+
+def test_bfloat16_on_cpu_and_gradient_checkpointing_run(tiny_kit):
+    low, r = _llama_run(tiny_kit, steps=2, dtype="bfloat16", loss_impl="hidden")
+    assert next(r.student.parameters()).dtype == torch.bfloat16
+    assert all(math.isfinite(v) for _, _, v in low.rows)
+    plain, _ = _llama_run(tiny_kit, steps=3, loss_impl="hidden")
+    ckpt, r = _llama_run(tiny_kit, steps=3, loss_impl="hidden", gradient_checkpointing=True)
+    assert any(getattr(m, "gradient_checkpointing", False) for m in r.student.modules())
+    for (_, a), (_, b) in zip(plain.series("train/loss"), ckpt.series("train/loss"), strict=True):
+        assert a == pytest.approx(b, rel=1e-5)  # the same step, its activations recomputed
+
+
+def test_head_and_tokenizer_that_disagree_fail_the_run_clearly(tiny_kit, tmp_path):
+    from backend.services.vocab import VocabularyMismatch
+
+    settings = Settings(
+        data_dir=tmp_path, model_roots=[tiny_kit / "models"], dataset_roots=[tiny_kit / "datasets"]
+    )
+    tok = load_tokenizer("demo-student-s", settings)
+    short = load_causal_lm("demo-student-s", settings)
+    short.resize_token_embeddings(len(tok) - 5)  # ids 75..79 could never be predicted
+    short.save_pretrained(tmp_path / "models" / "short")
+    tok.save_pretrained(tmp_path / "models" / "short")
+    grown = load_causal_lm("demo-student-s", settings)
+    grown.resize_token_embeddings(len(tok) + 1)
+    grown.save_pretrained(tmp_path / "models" / "grown")
+    tok.add_tokens(["zebra-token"])  # a tokenizer the teacher's does not have
+    tok.save_pretrained(tmp_path / "models" / "grown")
+
+    def build(student):
+        cfg = RunConfig(
+            name="t", teacher="demo-teacher", student=student, dataset="demo", max_steps=1
+        )
+        build_recipe(cfg, settings, logger=ListLogger(), device=torch.device("cpu"))
+
+    with pytest.raises(VocabularyMismatch, match="output head has 75 rows but its tokenizer"):
+        build("short")
+    with pytest.raises(VocabularyMismatch, match="tokenizers differ.*zebra-token"):
+        build("grown")
+
+
+def test_bfloat16_on_a_gpu_without_it_is_refused(monkeypatch):
+    from worker.distill.models import resolve_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4-like")
+    cuda = torch.device("cuda")
+    assert resolve_dtype("auto", cuda) == torch.float32
+    with pytest.raises(ValueError, match=r"this GPU \(Tesla T4-like\) cannot run bfloat16"):
+        resolve_dtype("bfloat16", cuda)
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16

@@ -64,7 +64,9 @@ def _via_hidden(case, vocab=None, **kw):
         h_s, w_s, h_t, w_t, y, student_bias=b_s, teacher_bias=b_t, vocab=vocab, **kw
     )
     out.loss.backward()
-    return [float(x.detach()) for x in out[:3]], [None if x is None else x.grad for x in (h_s, w_s, b_s)]
+    return [float(x.detach()) for x in out[:3]], [
+        None if x is None else x.grad for x in (h_s, w_s, b_s)
+    ]
 
 
 def _plain(s, t, y, *, temperature, alpha, divergence="forward_kl", beta=0.5, num_tokens=None):

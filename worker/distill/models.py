@@ -3,6 +3,7 @@ folder found under the configured model roots. `trust_remote_code` is never enab
 
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -16,8 +17,29 @@ hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
 
-def load_causal_lm_from(path: Path | str):
-    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False)
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """A run's weight dtype: auto is bfloat16 on a CUDA device that supports it, float32
+    otherwise. bfloat16 on a CUDA device without it fails here with the GPU's name; on a CPU
+    it is allowed (it runs, slowly: CPU matmuls in bfloat16 are mostly emulated)."""
+    if name == "float32":
+        return torch.float32
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if name == "auto":
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    if name == "bfloat16":
+        if device.type == "cuda" and not cuda_bf16:
+            gpu = torch.cuda.get_device_name(device)
+            raise ValueError(
+                f"dtype bfloat16: this GPU ({gpu}) cannot run bfloat16; use float32 or auto"
+            )
+        return torch.bfloat16
+    raise ValueError(f"dtype must be auto, bfloat16 or float32, got {name!r}")
+
+
+def load_causal_lm_from(path: Path | str, dtype: torch.dtype | None = None):
+    """The model at `path`, in `dtype` when given (else as transformers loads it)."""
+    extra = {} if dtype is None else {"dtype": dtype}
+    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, **extra)
 
 
 def model_source(name: str, settings: Settings) -> Path | str:
@@ -31,8 +53,8 @@ def model_source(name: str, settings: Settings) -> Path | str:
         raise
 
 
-def load_causal_lm(name: str, settings: Settings):
-    return load_causal_lm_from(model_source(name, settings))
+def load_causal_lm(name: str, settings: Settings, dtype: torch.dtype | None = None):
+    return load_causal_lm_from(model_source(name, settings), dtype)
 
 
 def load_tokenizer(name: str | Path, settings: Settings):

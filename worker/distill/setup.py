@@ -7,10 +7,16 @@ import torch
 
 from backend.schemas import RunConfig
 from backend.services.catalog import resolve_dataset_source, resolve_model
+from backend.services.vocab import VocabularyMismatch
 from backend.settings import Settings
 from worker.distill.data import load_dataset
 from worker.distill.loggers import MetricLogger
-from worker.distill.models import load_causal_lm, load_causal_lm_from, load_tokenizer
+from worker.distill.models import (
+    load_causal_lm,
+    load_causal_lm_from,
+    load_tokenizer,
+    resolve_dtype,
+)
 from worker.distill.teacher_cache import cache_key, load_or_build
 from worker.distill.trainer import DistillationRecipe, pick_device
 
@@ -26,13 +32,16 @@ def build_recipe(
 ) -> DistillationRecipe:
     """A set-up recipe. `student_path` loads the student from a checkpoint folder instead of
     the configured model (the tokenizer always comes from the configured student)."""
+    device = device or pick_device()
+    dtype = resolve_dtype(config.dtype, device)  # a dtype the device cannot run fails here
     tokenizer = load_tokenizer(config.student, settings)
     student = (
-        load_causal_lm_from(student_path)
+        load_causal_lm_from(student_path, dtype)
         if student_path is not None
-        else load_causal_lm(config.student, settings)
+        else load_causal_lm(config.student, settings, dtype)
     )
-    teacher = load_causal_lm(config.teacher, settings)
+    teacher = load_causal_lm(config.teacher, settings, dtype)
+    check_vocabulary(tokenizer, load_tokenizer(config.teacher, settings), student, teacher)
     vocab = len(tokenizer)  # logits are sliced to the shared tokenizer vocabulary
     dataset_path = resolve_dataset_source(config.dataset, settings)
     data = load_dataset(
@@ -41,7 +50,6 @@ def build_recipe(
         seq_len=config.seq_len,
         vocab_size=vocab,
     )
-    device = device or pick_device()
     cache = None
     if config.teacher_cache_k:
         teacher_dir = resolve_model(config.teacher, settings)
@@ -75,3 +83,29 @@ def build_recipe(
     )
     recipe.setup()
     return recipe
+
+
+def check_vocabulary(student_tokenizer, teacher_tokenizer, student, teacher) -> None:
+    """The worker's own check of what the api checks from files (backend/services/vocab.py):
+    one tokenizer for both models, and heads with a row for every id it can produce (a head
+    may have more rows: padding, sliced off). Raises VocabularyMismatch saying which."""
+    why = "the loss compares both models' next-token distributions entry by entry"
+    s_vocab, t_vocab = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    if s_vocab != t_vocab:
+        moved = (
+            sorted(k for k in s_vocab.keys() ^ t_vocab.keys())[:1]
+            or sorted(k for k in s_vocab if s_vocab[k] != t_vocab[k])[:1]
+        )
+        raise VocabularyMismatch(
+            f"the teacher's and the student's tokenizers differ ({len(t_vocab)} vs "
+            f"{len(s_vocab)} tokens; e.g. {moved[0]!r}); {why}, so they must share one tokenizer"
+        )
+    size = len(student_tokenizer)
+    for who, model in (("student", student), ("teacher", teacher)):
+        head = model.get_output_embeddings()
+        rows = head.weight.shape[0] if head is not None else model.config.vocab_size
+        if rows < size:
+            raise VocabularyMismatch(
+                f"the {who}'s output head has {rows} rows but its tokenizer has {size} tokens: "
+                f"ids {rows}..{size - 1} could never be predicted; {why}"
+            )

@@ -6,6 +6,7 @@ train/grad_norm and train/tokens_per_s; every eval_interval steps (and at the la
 held-out eval/* metrics, in the same `log` call so that a step's points arrive together.
 """
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -19,9 +20,27 @@ from torch import Tensor
 from backend.schemas import RunConfig
 from worker.distill.checkpoint import load_trainer_state, save_checkpoint
 from worker.distill.data import IGNORE, DistillData, batch_indices
+from worker.distill.fused import (
+    final_hidden,
+    head_of,
+    hidden_distillation_loss,
+    hidden_path_problem,
+)
 from worker.distill.loggers import MetricLogger
-from worker.distill.losses import TopKLogits, distillation_loss
+from worker.distill.losses import LossOutput, TopKLogits, distillation_loss
+from worker.distill.models import resolve_dtype
 from worker.distill.truth import kl_true, top5_overlap
+
+log = logging.getLogger(__name__)
+
+# loss_impl "auto" takes the hidden-state path from this vocabulary size up (LLM vocabularies:
+# 32,000 to 152,064 tokens), where (tokens x vocab) logits dominate a step's memory.
+HIDDEN_FROM_VOCAB = 16_384
+# Evaluation runs its forward passes on this many logits per model at most (float32: 128 MB),
+# so that both models' full logits for a big batch are never held at once.
+EVAL_LOGITS_ELEMENTS = 1 << 25
+# The teacher's top k tokens for the tail metrics (eval/teacher_tail_mass, eval/soft_tail_share).
+TAIL_TOP_K = 8
 
 
 def pick_device() -> torch.device:
@@ -68,14 +87,29 @@ class DistillationRecipe:
         # Top-k teacher logits for every training sequence (teacher-logit cache), or None.
         self.teacher_cache = teacher_cache
         self.step = 0
+        # "hidden" or "logits" (config.loss_impl resolved by setup()), and why.
+        self.loss_impl, self.loss_impl_reason = "logits", ""
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         torch.manual_seed(self.cfg.seed)
-        self.student.to(self.device).train()
+        # Weights in the run's dtype (models.py loads them so already; this is a no-op then).
+        # With bfloat16 weights no autocast is needed, and the loss still runs in float32.
+        dtype = resolve_dtype(self.cfg.dtype, self.device)
+        self.student.to(device=self.device, dtype=dtype).train()
+        if self.cfg.gradient_checkpointing:
+            # Activations are recomputed layer by layer in backward; no KV cache in training.
+            self.student.config.use_cache = False
+            kwargs = {"use_reentrant": False}
+            if hasattr(self.student, "activation_checkpointing_enable"):  # transformers >= 5.x
+                self.student.activation_checkpointing_enable(kwargs)
+            else:
+                self.student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if self.teacher is not None:
-            self.teacher.to(self.device).eval()
+            self.teacher.to(device=self.device, dtype=dtype).eval()
             self.teacher.requires_grad_(False)
+        self.loss_impl, self.loss_impl_reason = self._pick_loss_impl()
+        log.info("loss from %s: %s", self.loss_impl, self.loss_impl_reason)
         decay = [p for p in self.student.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in self.student.parameters() if p.requires_grad and p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -92,10 +126,33 @@ class DistillationRecipe:
             self.optimizer, lambda s: warmup_cosine(s, warmup=warmup, total=total)
         )
 
+    def _pick_loss_impl(self) -> tuple[str, str]:
+        """config.loss_impl resolved: "hidden" (the loss from final hidden states and output
+        heads, chunk by chunk) or "logits" (from both models' full logits), and why."""
+        if self.teacher is None:
+            return "logits", "no teacher: cross-entropy with the labels only"
+        if self.teacher_cache is not None:
+            return "logits", "the teacher comes from its top-k logit cache"
+        head = head_of(self.student)
+        vocab = self.vocab or (head[0].shape[0] if head else self.student.config.vocab_size)
+        impl = self.cfg.loss_impl
+        if impl == "auto":
+            impl = "hidden" if vocab >= HIDDEN_FROM_VOCAB else "logits"
+            why = f"auto, vocabulary {vocab:,} {'≥' if impl == 'hidden' else '<'} 16,384"
+        else:
+            why = f"loss_impl={impl}"
+        if impl == "hidden":
+            probe = self.data.train.input_ids[:1, :16].to(self.device)
+            for who, model in (("student", self.student), ("teacher", self.teacher)):
+                problem = hidden_path_problem(model, probe)
+                if problem is not None:
+                    reason = f"the {who}'s logits are not its hidden states @ head: {problem}"
+                    log.warning("loss from the full logits instead of hidden states: %s", reason)
+                    return "logits", reason
+        return impl, why
+
     def _autocast(self):
-        # bf16 autocast for the forward passes on CUDA; the loss itself runs in float32.
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        # The weights are in the run's dtype (setup), so no autocast: kept for the benchmarks.
         return nullcontext()
 
     def _logits(self, model: torch.nn.Module, input_ids: Tensor) -> Tensor:
@@ -128,13 +185,9 @@ class DistillationRecipe:
         for m, (ids, lab) in enumerate(
             zip(input_ids.split(micro), labels.split(micro), strict=True)
         ):
-            if cached is not None:
-                t_logits = TopKLogits(*(x[m * micro : (m + 1) * micro] for x in cached))
-            else:
-                t_logits = self._teacher_logits(ids)
-            with self._autocast():
+            if self.teacher is None and cached is None:
+                # No teacher (the demo kit training its teachers): CE only.
                 s_logits = self._logits(self.student, ids)
-            if t_logits is None:  # no teacher (the demo kit training its teachers): CE only
                 hard = F.cross_entropy(
                     s_logits.float().flatten(0, 1),
                     lab.flatten(),
@@ -143,22 +196,16 @@ class DistillationRecipe:
                 ) / n_tokens.clamp_min(1)
                 hard.backward()
                 hard_sum += hard.detach()
-            else:
-                out = distillation_loss(
-                    s_logits,
-                    t_logits,
-                    lab,
-                    temperature=cfg.temperature,
-                    alpha=cfg.alpha,
-                    divergence=cfg.divergence,
-                    beta=cfg.beta,
-                    num_tokens=n_tokens,
-                )
-                out.loss.backward()
-                soft_sum += out.soft.detach()
-                hard_sum += out.hard.detach()
-                del out
-            del s_logits, t_logits  # free the logits before the next micro-batch
+                del s_logits, hard  # free the logits before the next micro-batch
+                continue
+            part = None
+            if cached is not None:
+                part = TopKLogits(*(x[m * micro : (m + 1) * micro] for x in cached))
+            out = self._micro_loss(ids, lab, n_tokens, part)
+            out.loss.backward()
+            soft_sum += out.soft.detach()
+            hard_sum += out.hard.detach()
+            del out  # frees what the loss kept for backward before the next micro-batch
         grad_norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.max_grad_norm)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
@@ -175,6 +222,41 @@ class DistillationRecipe:
             metrics["train/soft_loss"] = soft_sum
         metrics["train/lr"] = torch.tensor(lr)
         return metrics
+
+    def _micro_loss(
+        self, ids: Tensor, labels: Tensor, n_tokens: Tensor, cached: TopKLogits | None
+    ) -> LossOutput:
+        """One micro-batch's distillation loss (N = the whole step's tokens)."""
+        cfg = self.cfg
+        kw = dict(
+            temperature=cfg.temperature,
+            alpha=cfg.alpha,
+            divergence=cfg.divergence,
+            beta=cfg.beta,
+            num_tokens=n_tokens,
+        )
+        if self.loss_impl == "hidden":
+            # Final hidden states and output heads: the (tokens x vocab) logits of both models
+            # only ever exist one chunk of rows at a time (worker/distill/fused.py).
+            with torch.inference_mode():
+                h_t = final_hidden(self.teacher, ids)
+            h_s = final_hidden(self.student, ids)
+            (w_s, b_s), (w_t, b_t) = head_of(self.student), head_of(self.teacher)
+            return hidden_distillation_loss(
+                h_s,
+                w_s,
+                h_t,
+                w_t,
+                labels,
+                student_bias=b_s,
+                teacher_bias=b_t,
+                vocab=self.vocab,
+                **kw,
+            )
+        t_logits = cached if cached is not None else self._teacher_logits(ids)
+        with self._autocast():
+            s_logits = self._logits(self.student, ids)
+        return distillation_loss(s_logits, t_logits, labels, **kw)
 
     def train(self) -> dict[str, float]:
         """Run to max_steps; returns the last logged values."""
@@ -256,20 +338,32 @@ class DistillationRecipe:
         eval/top1_agreement; on the demo language eval/kl_true = KL(truth || student) and
         eval/top5_true, how much of the truth's top-5 ranking the student keeps, and
         eval/top1_prob, the probability the student gives its own top token (how peaked it is;
-        the truth's own mean is about 0.5)."""
+        the truth's own mean is about 0.5).
+
+        How the teacher's targets look (with a teacher; what an LLM's peaked softmax means for
+        the soft loss):
+        eval/teacher_top1_prob, the mean probability of the teacher's own top token at T = 1;
+        eval/teacher_tail_mass, the teacher's mean mass outside its top 8 tokens at the run's T;
+        eval/soft_tail_share, the share of the forward KL(p_T || q_T) summed over all tokens
+        that comes from vocabulary entries outside the teacher's top 8 (at the run's T, forward
+        KL whatever the run's divergence). Entry j's part is p_j log(p_j / q_j) - p_j + q_j:
+        never negative, and the parts sum to the KL (both distributions sum to 1), so the
+        share lies in [0, 1]."""
         t0 = time.perf_counter()
         cfg, split = self.cfg, self.data.eval
         self.student.eval()
         sums = {"hard": 0.0, "soft": 0.0, "kl_teacher": 0.0, "agree": 0.0, "kl_true": 0.0}
-        sums["top5"], sums["top1"], n_choice = 0.0, 0.0, 0
-        n_total = 0
+        sums.update(top5=0.0, top1=0.0, t_top1=0.0, t_tail=0.0, kl_all=0.0, kl_tail=0.0)
+        n_choice, n_total = 0, 0
         n_seq = min(len(split), cfg.eval_batches * cfg.batch_size)
-        for start in range(0, n_seq, cfg.batch_size):
-            sl = slice(start, min(start + cfg.batch_size, n_seq))
+        # Sequences per forward pass: at most EVAL_LOGITS_ELEMENTS logits per model.
+        width = split.input_ids.shape[1] * (self.vocab or self.student.config.vocab_size)
+        per_pass = max(1, min(cfg.batch_size, EVAL_LOGITS_ELEMENTS // max(width, 1)))
+        for start in range(0, n_seq, per_pass):
+            sl = slice(start, min(start + per_pass, n_seq))
             ids = split.input_ids[sl].to(self.device)
             labels = split.labels[sl].to(self.device)
-            with self._autocast():
-                s_logits = self._logits(self.student, ids)
+            s_logits = self._logits(self.student, ids)
             t_logits = self._teacher_logits(ids)
             mask = labels != IGNORE
             n = int(mask.sum())
@@ -291,6 +385,7 @@ class DistillationRecipe:
                 sums["kl_teacher"] += float(kl1.soft) * n
                 agree = (s_logits.argmax(-1) == t_logits.argmax(-1)) & mask
                 sums["agree"] += float(agree.sum())
+                self._teacher_shape(s_logits[mask], t_logits[mask], sums)
             if split.truth is not None:
                 truth = split.truth[sl].to(self.device)[mask]
                 sums["kl_true"] += float(kl_true(s_logits[mask], truth))
@@ -298,6 +393,7 @@ class DistillationRecipe:
                 sums["top5"] += float(overlap)
                 n_choice += rows
                 sums["top1"] += float(torch.softmax(s_logits[mask].float(), -1).amax(-1).sum())
+            del s_logits, t_logits, out  # before the next pass's logits
         self.student.train()
         n_total = max(n_total, 1)
         out = {
@@ -308,9 +404,34 @@ class DistillationRecipe:
             out["eval/soft_loss"] = sums["soft"] / n_total
             out["eval/kl_teacher"] = sums["kl_teacher"] / n_total
             out["eval/top1_agreement"] = sums["agree"] / n_total
+            out["eval/teacher_top1_prob"] = sums["t_top1"] / n_total
+            out["eval/teacher_tail_mass"] = sums["t_tail"] / n_total
+            kl_all = sums["kl_all"]
+            out["eval/soft_tail_share"] = sums["kl_tail"] / kl_all if kl_all > 0 else 0.0
         if split.truth is not None:
             out["eval/kl_true"] = sums["kl_true"] / n_total
             out["eval/top5_true"] = sums["top5"] / max(n_choice, 1)
             out["eval/top1_prob"] = sums["top1"] / n_total
         out["_eval_seconds"] = time.perf_counter() - t0
         return out
+
+    def _teacher_shape(self, s: Tensor, t: Tensor, sums: dict[str, float]) -> None:
+        """Adds, over real rows (s, t: (rows, vocab) logits), the teacher's top-1 probability
+        at T = 1, its mass outside its top TAIL_TOP_K at T, and the forward KL at T, whole and
+        outside that top k; a few hundred rows at a time (float32 temporaries)."""
+        temperature = self.cfg.temperature
+        k = min(TAIL_TOP_K, t.shape[-1])
+        step = max(1, (1 << 22) // max(t.shape[-1], 1))
+        for i in range(0, t.shape[0], step):
+            tc, sc = t[i : i + step].float(), s[i : i + step].float()
+            sums["t_top1"] += float(torch.exp(tc.amax(-1) - torch.logsumexp(tc, -1)).sum())
+            log_p = torch.log_softmax(tc / temperature, -1)
+            log_q = torch.log_softmax(sc / temperature, -1)
+            p = log_p.exp()
+            # Each entry's non-negative part of the forward KL (they sum to the KL).
+            elem = p * (log_p - log_q) - p + log_q.exp()
+            top = tc.topk(k, dim=-1).indices  # the same tokens at any T
+            sums["t_tail"] += float((1 - p.gather(-1, top).sum(-1)).sum())
+            kl_all = elem.sum(-1)
+            sums["kl_all"] += float(kl_all.sum())
+            sums["kl_tail"] += float((kl_all - elem.gather(-1, top).sum(-1)).sum())
