@@ -395,3 +395,218 @@ def test_a_token_that_looks_like_html_is_rendered_as_text(browser, env, tmp_path
     finally:
         s.stop()
         shutil.rmtree(models, ignore_errors=True)
+
+
+# ---- A real vocabulary's numbers (SmolLM2's 49,152 tokens), made up with contrasting values.
+
+REAL_V = 49_152
+REAL = {  # a peaked instruction-tuned teacher after "The capital of France is", T = 1 → T = 4
+    " Paris": (0.95, 0.004, 1),
+    " the": (0.02, 0.0015, 2),  # over 0.01 at T = 1: stands out without softening
+    " a": (0.008, 0.0012, 3),  # over 2/V but under 0.01, and T = 4 lowers it: neither
+    " located": (1.0e-4, 8.0e-4, 4),  # over 2/V already (the old rule called it standing)
+    " one": (1.0e-6, 1.0e-4, 40),  # rises, but ranked 40th: flattening
+}
+
+
+def _real_answer(table: dict, outside_t4: float, share: float | None) -> dict:
+    names = list(table)
+    student = "smollm2-student-l10"
+
+    def block(t, col, outside, share):
+        probs = [table[n][col] for n in names]
+        model = {
+            "top": [{"id": i, "token": n, "prob": table[n][col]} for i, n in enumerate(names)],
+            "shown_probs": probs,
+            "entropy": 0.3 if col == 0 else 9.1,
+            "mass_outside_top_k": outside,
+        }
+        pair = {k: [0.0, 0.2 / t] for k in ("kl_ab", "kl_ba", "js", "tv")}
+        pair |= {"kl_ab_outside_top_k": None if share is None else share * 0.2 / t}
+        pair |= {"kl_ab_outside_share": share}
+        return {
+            "temperature": t,
+            "models": [{**model, "model": "smollm2-135m-instruct"}, {**model, "model": student}],
+            "vs_first": {student: pair},
+        }
+
+    return {
+        "tokens": ["The", " capital", " of", " France", " is"],
+        "ids": [1, 2, 3, 4, 5],
+        "position": 1,
+        "vocab_size": REAL_V,
+        "models": ["smollm2-135m-instruct", student],
+        "about": [
+            {
+                "model": "smollm2-135m-instruct",
+                "role": "teacher",
+                "label": "smollm2-135m-instruct",
+                "kit": "smollm2",
+            },
+            {"model": student, "role": "student", "label": student, "kit": "smollm2"},
+        ],
+        "shown": [{"id": i, "token": n} for i, n in enumerate(names)],
+        "shown_ranks": [[table[n][2] for n in names], [table[n][2] for n in names]],
+        "temperatures": [block(1, 0, 0.01, 0.1), block(4, 1, outside_t4, share)],
+        "truth": None,
+    }
+
+
+def test_runner_up_words_hold_at_a_real_vocabulary(browser, shared_inspect_stack):
+    page, errors = _open(browser, shared_inspect_stack)
+    tokens = [{"token": n, "base": b, "hot": h, "rank": r} for n, (b, h, r) in REAL.items()]
+    c = page.evaluate("a => classifyRunnerUps(a[0], a[1])", [tokens, REAL_V])
+    got = tuple([t["token"] for t in c[k]] for k in ("standing", "revealed", "flattening"))
+    # Twice 1/V is 4e-5 here: standing out takes 0.01 at least, not 2/V.
+    assert got == ([" the"], [" located"], [" one"])
+    assert c["standLine"] == 0.01
+    # The small vocabulary keeps its line at twice 1/V (2/80 = 0.025 > 0.01).
+    assert (
+        page.evaluate("classifyRunnerUps([{token: 'a', base: 1, hot: 1}], 80).standLine") == 0.025
+    )
+
+    why = _why(page, _real_answer(REAL, 0.993, 0.81))
+    assert "“␣Paris”" in why and "Ġ" not in why  # the token as text, its space visible
+    assert "is a confident distribution" in why and "such as demo-teacher-finetuned" not in why
+    standing = page.text_content("#why-standing")
+    assert "stand out at T = 1, above 0.01 (far above twice the uniform share 1/49,152" in standing
+    assert "“␣the” 0.02 → 0.0015" in standing and "“␣a”" not in standing
+    assert "“␣located” 1.00e-4 → 8.00e-4" in page.text_content("#why-revealed")
+    tail = page.text_content("#why-tail")
+    assert "At T = 4 (the slider's) the top 5 tokens of the teacher (smollm2-135m-instruct)" in tail
+    assert "hold 0.007" in tail
+    assert "0.70 % of its mass (at T = 1: 99 %)" in tail
+    assert "under 1 %: the rest is spread over the tail of 49,147 other tokens" in tail
+    assert "mostly describes that tail" in tail
+    assert page.get_attribute("#why-tail-share", "data-value") == "0.81"
+    assert "KL(smollm2-135m-instruct ‖ smollm2-student-l10) at T = 4: 81 % comes from" in tail
+    assert "e.g. smollm2-student-l10" not in why  # a student is there: the T² example uses it
+
+    # A tail that holds under half, and one whose terms sum below zero.
+    _why(page, _real_answer(REAL, 0.3, -0.2))
+    tail = page.text_content("#why-tail")
+    assert "70 % of its mass" in tail and "the tail of 49,147 other tokens gets 30 %" in tail
+    assert "sum below zero (-20 %)" in tail and page.locator("#why-tail-share").count() == 0
+    # No KL at all (a model against itself): said so, no share.
+    _why(page, _real_answer(REAL, 0.6, None))
+    assert "is 0 here" in page.text_content("#why-tail")
+    assert not errors, errors
+
+
+# ---- A byte-level BPE tokenizer with a chat template (SmolLM2's kind), through the page.
+
+
+@pytest.fixture(scope="module")
+def bpe_stack(tiny_kit, tmp_path_factory):
+    """An api and an inspect worker that see tiny byte-level-BPE Llamas recorded as the real
+    kit's (distillscope.json says kit "smollm2") beside the tiny demo kit."""
+    import json
+
+    from tests.conftest import module_env
+    from tests.test_inspect import build_bpe_models
+
+    tmp = tmp_path_factory.mktemp("bpe-stack")
+    kit = build_bpe_models(tmp / "bpe")
+    for name, role in (("bpe-teacher", "teacher"), ("bpe-student", "student")):
+        meta = {"role": role, "kit": "smollm2", "made": "tiny, random (test)"}
+        (kit / "models" / name / "distillscope.json").write_text(json.dumps(meta))
+    env = module_env(tiny_kit, tmp)
+    env["DISTILLSCOPE_MODEL_ROOTS"] = f"{kit / 'models'},{tiny_kit / 'models'}"
+    s = Stack(env, tmp)
+    try:
+        s.start(worker=False)
+        s.start_worker("inspect")
+        yield s
+    finally:
+        s.stop()
+
+
+BPE_PROMPT = "The capital of France is Paris.\ndef add(a, b):\n    return"
+
+
+def _chips(page) -> list[str]:
+    return page.eval_on_selector_all("#tokens .token", "els => els.map(e => e.textContent)")
+
+
+def test_byte_level_tokens_show_as_text_with_visible_whitespace(browser, bpe_stack):
+    path = (
+        f"/inspect?models=bpe-teacher,bpe-student&prompt={quote(BPE_PROMPT)}&temperatures=1,4&k=5"
+    )
+    page, errors = _open(browser, bpe_stack, path)
+    chips = _chips(page)
+    assert "␣Paris" in chips and "↵" in chips and "␣␣␣" in "".join(chips)
+    assert "".join(chips) == BPE_PROMPT.replace(" ", "␣").replace("\n", "↵")
+    text = page.inner_text("body")
+    assert "Ġ" not in text and "Ċ" not in text
+    bars = page.evaluate(
+        "[...document.querySelectorAll('#bars .chart, #bars-slider')]"
+        ".flatMap(d => d.data.map(t => t.x.join(' ')))"
+    )
+    assert bars and not any("Ġ" in x or "Ċ" in x for x in bars)
+    legend = page.text_content("#token-legend")
+    assert page.is_visible("#token-legend") and "␣ a space" in legend and "↵ a newline" in legend
+    # The tokenizer has a chat template: the switch shows, off; the kit's real prompts replace
+    # the demo language's (the answer says the model is the real kit's).
+    assert page.is_visible("#chat-field") and not page.is_checked("#i-chat")
+    prompts = page.text_content("#demo-prompts")
+    assert "The capital of France is" in prompts and "What is the capital of France?" in prompts
+    assert "the lazy" not in prompts
+    # The stats table: each other model's share of the KL from outside the teacher's top k.
+    header = page.eval_on_selector_all("#stats-table th", "hs => hs.map(h => h.textContent)")
+    assert "its share outside top k" in header
+    col = header.index("its share outside top k")
+    rows = page.eval_on_selector_all(
+        "#stats-table tbody tr", "rs => rs.map(r => [...r.children].map(c => c.textContent))"
+    )
+    assert rows[0][col] == "–" and rows[1][col].endswith("%")
+    tail = page.text_content("#why-tail")
+    assert tail.startswith("At T = 3 (the slider's) the top 5 tokens of the teacher (bpe-teacher)")
+    assert not errors, errors
+
+
+def test_chat_switch_inspects_the_assistants_answer_position(browser, bpe_stack):
+    prompt = "What is the capital of France?"
+    path = f"/inspect?models=bpe-teacher,bpe-student&prompt={quote(prompt)}&temperatures=1,4&k=5"
+    page, errors = _open(browser, bpe_stack, path)
+    assert page.text_content("#tokens .token.current") == "?"
+    plain = page.evaluate("lastAnswer.out")
+    page.check("#i-chat")
+    page.wait_for_function(
+        "new URL(location.href).searchParams.get('chat') === '1'", timeout=60_000
+    )
+    page.wait_for_function("lastAnswer && lastAnswer.out.chat === true", timeout=60_000)
+    out = page.evaluate("lastAnswer.out")
+    chips = _chips(page)
+    # The templated tokens, the assistant's header last, and that last position inspected.
+    assert chips[0] == "<|im_start|>" and "".join(chips).endswith("<|im_start|>assistant↵")
+    assert out["position"] == len(chips) - 1 > plain["position"]
+    assert page.text_content("#tokens .token.current") == "↵"
+    assert "the assistant's first answer token" in page.text_content("#inspect-explainer")
+    assert page.evaluate("lastRequest.chat") is True
+    # A shared link keeps the switch: a fresh page opens on the same position.
+    again, _ = _open(browser, bpe_stack, urlparse(page.url).path + "?" + urlparse(page.url).query)
+    assert (
+        again.is_checked("#i-chat") and again.evaluate("lastAnswer.out.position") == out["position"]
+    )
+    # Off again: back to after "?".
+    page.uncheck("#i-chat")
+    page.wait_for_function("lastAnswer && lastAnswer.out.chat === false", timeout=60_000)
+    assert page.text_content("#tokens .token.current") == "?"
+    assert "chat" not in parse_qs(urlparse(page.url).query)
+    # A chat prompt offered for the real kit turns the switch on.
+    page.click("#demo-prompts button >> text=Name three primary colours.")
+    page.wait_for_function("lastAnswer && lastAnswer.out.chat === true", timeout=60_000)
+    assert page.is_checked("#i-chat")
+    assert not errors, errors
+
+
+def test_chat_switch_stays_hidden_for_a_tokenizer_without_a_template(browser, bpe_stack):
+    page, errors = _open(browser, bpe_stack, URL)
+    assert not page.is_visible("#chat-field")
+    assert "the lazy" in page.text_content("#demo-prompts")
+    # Asked for anyway (an old link): a clear error, and the switch shows so it can be undone.
+    page.goto(bpe_stack.url + URL + "&chat=1")
+    page.wait_for_function("document.getElementById('ierr-chat').textContent !== ''")
+    assert "no chat template" in page.text_content("#ierr-chat")
+    assert page.is_visible("#chat-field")
+    assert not errors, errors

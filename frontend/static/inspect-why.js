@@ -7,6 +7,9 @@
 const CONFIDENT = 0.9;  // top-1 probability from which a distribution is called confident
 const REVEAL_RANK = 5;  // a runner-up: among the model's top 5 at T = 1 (T keeps the order)
 const REVEAL_LIFT = 2;  // ... that T lifts to at least twice the uniform share 1/V
+// A runner-up *stands out* at the low T from this share up (or from twice 1/V, if that is more):
+// at a 49,152-token vocabulary twice 1/V is 4e-5, which says nothing about standing out.
+const STAND_MIN = 0.01;
 
 function tok(token, id) { return el("span", { class: "tok", id }, `“${visible(token)}”`); }
 function num(v, id) { return el("span", { class: "num", id, "data-value": v }, fmt(v)); }
@@ -17,22 +20,22 @@ function ordinal(n) { return `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th
 // What a higher T does to each of the reference model's tokens, from the numbers alone.
 // `tokens`: [{token, base, hot, rank}]: probabilities at the low and the high T, and the model's
 // rank of the token in the whole vocabulary (T keeps the order; without ranks, the order among
-// the tokens given). `vocab`: V. Against the line of twice the uniform share 1/V, among its
-// runner-ups (ranks 2 to REVEAL_RANK): those already above it at the low T *stand out* without
-// any softening; those below it that the higher T lifts above it are *revealed*; any other token
-// that rises is only *flattening* toward the uniform share, which every token approaches as T
-// grows, known or not.
+// the tokens given). `vocab`: V. Among its runner-ups (ranks 2 to REVEAL_RANK): those at or above
+// max(2/V, STAND_MIN) at the low T *stand out* without any softening; those below it that the
+// higher T lifts, to at least twice the uniform share 1/V, are *revealed*; any other token that
+// rises is only *flattening* toward the uniform share, which every token approaches as T grows,
+// known or not.
 function classifyRunnerUps(tokens, vocab) {
-  const uniform = 1 / vocab, line = REVEAL_LIFT * uniform;
+  const uniform = 1 / vocab, line = REVEAL_LIFT * uniform, standLine = Math.max(line, STAND_MIN);
   const ranked = [...tokens].sort((a, b) => b.base - a.base)
     .map((t, i) => ({ ...t, rank: t.rank ?? i + 1, lift: t.hot * vocab }));
   const top = ranked.find((t) => t.rank === 1) || ranked[0];
   const rest = ranked.filter((t) => t !== top);
   const runners = rest.filter((t) => t.rank <= REVEAL_RANK);
-  const standing = runners.filter((t) => t.base >= line);
-  const revealed = runners.filter((t) => t.base < line && t.hot >= line && t.hot > t.base);
+  const standing = runners.filter((t) => t.base >= standLine);
+  const revealed = runners.filter((t) => t.base < standLine && t.hot >= line && t.hot > t.base);
   const flattening = rest.filter((t) => t.hot > t.base && !standing.includes(t) && !revealed.includes(t));
-  return { top, standing, revealed, flattening, uniform };
+  return { top, standing, revealed, flattening, uniform, standLine };
 }
 
 // The truth's rank of each token (1 = most likely; tied words share a rank), 0 when the
@@ -62,9 +65,12 @@ function renderWhy(out, list, atSlider) {
     top.prob >= CONFIDENT
       ? `That is a confident distribution: beyond naming its top token — all a one-hot label says — it gives the runner-ups only ${fmt(rest)} in all, so at ${baseT} a student learns little more from it than from the label.`
       : `That is not a confident distribution (top-1 below ${CONFIDENT}): at ${baseT} it already shows its runner-ups.` +
-        (name === "demo-teacher-finetuned" ? "" : ` A teacher fine-tuned on one-hot labels, such as demo-teacher-finetuned, can put nearly all its mass on one token instead, and then ${baseT} shows little beyond the label.`))];
+        (name === "demo-teacher-finetuned" ? ""
+          : ` A teacher fine-tuned on one-hot labels${name.startsWith("demo-") ? ", such as demo-teacher-finetuned," : ""} can put nearly all its mass on one token instead, and then ${baseT} shows little beyond the label.`))];
   parts.push(hot.temperature > base.temperature ? reveals(out, base, hot, hot === atSlider, who)
     : para("why-reveals", "Add a temperature above 1 to the list, or move the slider above it, to see what T > 1 reveals."));
+  const tail = tailSentence(out, base, hot, hot === atSlider, who);
+  if (tail) parts.push(tail);
   const atT = atSlider || hot;
   const tText = `T = ${atT.temperature}`;
   const kls = out.models.slice(1).flatMap((m, i) => [i ? "; " : "", `KL(${labelOf(out, name)} ‖ ${labelOf(out, m)}) = `,
@@ -81,7 +87,7 @@ function renderWhy(out, list, atSlider) {
     "soft loss by T² keeps its weight against the hard loss comparable whichever T is chosen (Hinton et al. 2015)",
     ...(student ? [`: at ${tText} the factor is ${fmt(t2)}, so the KL above for ${labelOf(out, student)} counts as `,
       `${fmt(t2)} × ${fmt(atT.vs_first[student].kl_ab[out.position])} = `, num(t2 * atT.vs_first[student].kl_ab[out.position]), "."]
-      : [". Add a student (e.g. demo-student-s or run:<id>) to the models to see it with numbers."])));
+      : [`. Add a student (e.g. ${isRealKit(name, out) ? "smollm2-student-l10" : "demo-student-s"} or run:<id>) to the models to see it with numbers.`])));
   box.replaceChildren(...parts);
 }
 
@@ -90,19 +96,20 @@ function reveals(out, base, hot, bySlider, who) {
   const [b, h] = [base.models[0], hot.models[0]];
   const ranks = (out.shown_ranks || [])[0];
   const tokens = out.shown.map((s, i) => ({ token: s.token, base: b.shown_probs[i], hot: h.shown_probs[i], rank: ranks ? ranks[i] : undefined }));
-  const { top, standing, revealed, flattening, uniform } = classifyRunnerUps(tokens, out.vocab_size);
+  const { top, standing, revealed, flattening, uniform, standLine } = classifyRunnerUps(tokens, out.vocab_size);
   const [rest, restHot] = [Math.max(0, 1 - top.base), Math.max(0, 1 - top.hot)];
   const [baseT, hotT] = [`T = ${base.temperature}`, `T = ${hot.temperature}`];
   // Two significant digits: the lift, not the fourth decimal, is the point here.
   const named = (list) => list.slice(0, 3).flatMap((t, i) => [i ? ", " : "", tok(t.token), ` ${fmt(t.base, 2)} → ${fmt(t.hot, 2)}`]);
   const ordinals = (list) => list.slice(0, 3).map((t) => ordinal(t.rank)).join(", ");
-  const uni = [`the uniform share 1/${out.vocab_size} = `, num(uniform, "why-uniform")];
+  const uni = [`the uniform share 1/${out.vocab_size.toLocaleString("en-US")} = `, num(uniform, "why-uniform")];
   const tail = [];
   const span = (id, ...parts) => { const n = el("span", { id }); n.append(...parts); tail.push(n, " "); };
   if (standing.length) {
     const moves = standing.every((t) => t.hot < t.base) ? `${hotT} only pulls them toward uniform`
       : standing.every((t) => t.hot > t.base) ? `${hotT} lifts them further` : `${hotT} moves them toward uniform`;
-    span("why-standing", `Its runner-ups already stand out at ${baseT}, above twice `, ...uni, ": ", ...named(standing),
+    const above = standLine > REVEAL_LIFT * uniform ? [`above ${STAND_MIN} (far above twice `, ...uni, ")"] : ["above twice ", ...uni];
+    span("why-standing", `Its runner-ups already stand out at ${baseT}, `, ...above, ": ", ...named(standing),
       ` (ranked ${ordinals(standing)}) — ${who} shows them without any softening, and ${moves}.`);
   }
   if (revealed.length) {
@@ -122,8 +129,33 @@ function reveals(out, base, hot, bySlider, who) {
   if (!standing.length && !revealed.length && !flattening.length) span("why-flat", `No token below its top one gains from ${baseT} to ${hotT}.`);
   return para("why-reveals", `At ${hotT}${bySlider ? " (the slider's)" : ""} the same logits give `,
     tok(top.token), ` ${fmt(top.hot)}, and the other tokens ${fmt(restHot)} (${change(rest, restHot)} ${fmt(rest)}); `,
-    `the entropy is ${fmt(h.entropy)} nats (${change(b.entropy, h.entropy)} ${fmt(b.entropy)}, at most ln ${out.vocab_size} = `,
+    `the entropy is ${fmt(h.entropy)} nats (${change(b.entropy, h.entropy)} ${fmt(b.entropy)}, at most ln ${out.vocab_size.toLocaleString("en-US")} = `,
     `${fmt(Math.log(out.vocab_size))}). `, ...tail);
+}
+
+// Where the reference model's mass lies at the soft end (its top k against the tail), and how
+// much of the soft loss against each other model comes from that tail: on a real vocabulary a
+// high T can leave the top k with a sliver of the mass, and then the soft target mostly
+// describes the tail.
+function tailSentence(out, base, block, bySlider, who) {
+  const m = block.models[0];
+  if (m.mass_outside_top_k === undefined) return null;
+  const k = m.top.length, inTop = Math.max(0, 1 - m.mass_outside_top_k);
+  const rest = out.vocab_size - k, tText = `T = ${block.temperature}`;
+  const atBase = block === base ? "" : ` (at T = ${base.temperature}: ${pct(Math.max(0, 1 - base.models[0].mass_outside_top_k))})`;
+  const parts = [`At ${tText}${bySlider ? " (the slider's)" : ""} the top ${k} tokens of ${who} hold `, num(inTop, "why-tail-top"), ` — ${pct(inTop)} of its mass${atBase}`];
+  if (inTop < 0.01) parts.push(` — under 1 %: the rest is spread over the tail of ${rest.toLocaleString("en-US")} other tokens, so a soft target at ${tText} mostly describes that tail.`);
+  else if (inTop < 0.5) parts.push(` — under half: most of it is spread over the tail of ${rest.toLocaleString("en-US")} other tokens.`);
+  else parts.push(`; the tail of ${rest.toLocaleString("en-US")} other tokens gets ${pct(1 - inTop)}.`);
+  const pairs = out.models.slice(1).filter((n) => block.vs_first[n] && block.vs_first[n].kl_ab_outside_share !== undefined);
+  pairs.forEach((n, i) => {
+    const share = block.vs_first[n].kl_ab_outside_share;
+    const kl = `KL(${labelOf(out, out.models[0])} ‖ ${labelOf(out, n)})`;
+    if (share === null) parts.push(` ${kl} is 0 here.`);
+    else if (share < 0) parts.push(` Of ${kl} at ${tText}, the tail's terms sum below zero (${pct(share)}): ${labelOf(out, n)} gives the tail more than ${who} does, and the top ${k} carry more than the whole KL.`);
+    else parts.push(`${i ? "" : " Of the soft loss,"} ${kl} at ${tText}: `, el("span", { class: "num", id: i ? null : "why-tail-share", "data-value": share }, pct(share)), ` comes from the tokens outside ${i ? "that" : "the"} top ${k}.`);
+  });
+  return para("why-tail", ...parts);
 }
 
 function truthSentence(truth, shown) {

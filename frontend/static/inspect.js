@@ -3,6 +3,9 @@
 "use strict";
 
 const DEMO_PROMPTS = ["the lazy", "a tiny", "the big dog runs to the", "that sleepy kitten naps on a"];
+// The real kit (SmolLM2, byte-level BPE with a chat template): real language, plain and chat.
+const REAL_PROMPTS = ["The capital of France is", "def add(a, b):\n    return", "Once upon a time, there was a"];
+const REAL_CHAT_PROMPTS = ["What is the capital of France?", "Name three primary colours."];
 // The default view: the fine-tuned (peaked) teacher beside the calibrated one it came from and
 // the truth, at T = 1, 2, 4, the slider at T = 3 (where a peaked teacher's runner-ups return).
 const DEFAULT_MODELS = "demo-teacher-finetuned, demo-teacher";
@@ -16,8 +19,32 @@ let sliderT = DEFAULT_T;
 let sent = 0;  // requests sent; an answer to an older one arrives stale and is dropped
 let debounce = null;
 
+// A token is shown as the text it stands for (the worker decodes byte-level pieces: " Paris",
+// never "ĠParis"), its whitespace as markers, other control characters as their byte.
+const MARKERS = [[" ", "␣", "a space"], ["\n", "↵", "a newline"], ["\t", "⇥", "a tab"], ["\r", "␍", "a carriage return"]];
+
 function visible(token) {
-  return token.replace(/ /g, "␣").replace(/\n/g, "⏎").replace(/\t/g, "⇥");
+  let out = token;
+  for (const [c, mark] of MARKERS) out = out.split(c).join(mark);
+  out = out.replace(/[\u0000-\u001f\u007f]/g, (c) => `<0x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}>`);
+  return out === "" ? "∅" : out;
+}
+
+// What the markers in these tokens mean, or "" when none is used.
+function markerLegend(tokens) {
+  const parts = MARKERS.filter(([c]) => tokens.some((t) => t.includes(c))).map(([, mark, what]) => `${mark} ${what}`);
+  if (tokens.some((t) => /<0x[0-9A-F]{2}>/.test(t))) parts.push("<0xE2> one byte of a character split across tokens");
+  return parts.length ? `In the tokens: ${parts.join(" · ")}.` : "";
+}
+
+// The real kit's models: named smollm2-…, or recorded so by the answer (`about`).
+function isRealKit(name, out) {
+  const a = out && (out.about || []).find((x) => x.model === name);
+  return (a && a.kit === "smollm2") || /^smollm2/i.test(name || "");
+}
+
+function firstModel() {
+  return document.getElementById("i-models").value.split(",")[0].trim();
 }
 
 function plotlyText(token) {
@@ -46,9 +73,13 @@ function roleOf(out, name) {
 function params() {
   const q = new URLSearchParams(window.location.search);
   const t = Number(q.get("t"));
+  const models = q.get("models") || DEFAULT_MODELS;
+  const chat = q.get("chat") === "1";
+  const real = isRealKit(models.split(",")[0].trim());
   return {
-    models: q.get("models") || DEFAULT_MODELS,
-    prompt: q.get("prompt") || DEMO_PROMPTS[0],
+    models,
+    chat,
+    prompt: q.get("prompt") || (real ? (chat ? REAL_CHAT_PROMPTS : REAL_PROMPTS)[0] : DEMO_PROMPTS[0]),
     temperatures: q.get("temperatures") || DEFAULT_TEMPERATURES,
     sameY: q.get("y") !== "free",
     k: q.get("k") || "8",
@@ -73,7 +104,8 @@ function onSlider() {
   setSlider(Number((2 ** Number(document.getElementById("i-t").value)).toPrecision(2)), false);
   clearTimeout(debounce);
   debounce = setTimeout(() => {
-    const samePrompt = lastRequest && lastRequest.prompt === document.getElementById("i-prompt").value;
+    const samePrompt = lastRequest && lastRequest.prompt === document.getElementById("i-prompt").value &&
+      lastRequest.chat === document.getElementById("i-chat").checked;
     run(samePrompt ? lastRequest.position : undefined);
   }, 250);
 }
@@ -85,6 +117,7 @@ function readForm(position) {
     prompt: document.getElementById("i-prompt").value,
     temperatures: temps.map((t) => (Number.isNaN(Number(t)) ? t : Number(t))),
     k: Number.isNaN(Number(document.getElementById("i-k").value)) ? document.getElementById("i-k").value : Number(document.getElementById("i-k").value),
+    chat: document.getElementById("i-chat").checked,
   };
   if (position !== undefined && position !== null) body.position = position;
   return body;
@@ -126,13 +159,16 @@ async function run(position) {
   try {
     const res = await api("/api/inspect", { method: "POST", body: JSON.stringify(body) });
     if (mine !== sent) return;  // a newer request is on its way: this answer is out of date
-    if (!res.ok) { showErrors(res.body ? res.body.detail : `HTTP ${res.status}`); return; }
+    if (!res.ok) { showErrors(res.body ? res.body.detail : `HTTP ${res.status}`); showChat(null); return; }
     const q = new URLSearchParams({ models: body.models.join(","), prompt: body.prompt,
       temperatures: document.getElementById("i-temperatures").value, k: String(body.k), t: String(sliderT) });
     if (!document.getElementById("same-y").checked) q.set("y", "free");
+    if (body.chat) q.set("chat", "1");
     if (body.position !== undefined) q.set("pos", String(res.body.position));  // a clicked token
     history.replaceState(null, "", `/inspect?${q}`);
     lastAnswer = { out: res.body, view };
+    showChat(res.body);
+    renderPrompts(res.body);
     render(res.body, view);
   } finally {
     if (mine === sent) {
@@ -148,15 +184,23 @@ function render(out, view) {
   tokens.replaceChildren();
   out.tokens.forEach((tok, i) => {
     const b = el("button", { type: "button", class: i === out.position ? "token current" : "token",
-                             title: `position ${i}` }, visible(tok));
+                             title: `position ${i}, token id ${out.ids ? out.ids[i] : "?"}` }, visible(tok));
     b.addEventListener("click", () => run(i));
     tokens.append(b);
   });
+  const legend = markerLegend([...out.tokens, ...out.shown.map((s) => s.token)]);
+  document.getElementById("token-legend").textContent = legend;
+  document.getElementById("token-legend").hidden = !legend;
   const ref = out.models[0];
+  const last = out.position === out.tokens.length - 1;
+  const where = out.chat
+    ? (last ? " — the assistant's first answer token: the prompt is the user's message in " +
+      `${labelOf(out, ref)}'s chat template, and the tokens above are the template's` : " — inside the chat template")
+    : "";
   document.getElementById("inspect-explainer").textContent =
-    `Next token after “${visible(out.tokens[out.position])}” (position ${out.position}). Every bar comes from the softmax ` +
-    `over all ${out.vocab_size} tokens at that temperature. A temperature above 1 flattens every distribution toward ` +
-    `uniform (1/${out.vocab_size} each); the tokens that stand out above that flattening are the ones a model ranks next ` +
+    `Next token after “${visible(out.tokens[out.position])}” (position ${out.position})${where}. Every bar comes from the softmax ` +
+    `over all ${out.vocab_size.toLocaleString("en-US")} tokens at that temperature. A temperature above 1 flattens every distribution toward ` +
+    `uniform (1/${out.vocab_size.toLocaleString("en-US")} each); the tokens that stand out above that flattening are the ones a model ranks next ` +
     `(the panel says which). Divergences compare each model with ${labelOf(out, ref)}.`;
   if (out.truncated_to) document.getElementById("inspect-explainer").textContent +=
     ` The prompt was cut to its first ${out.truncated_to} tokens (the models' context).`;
@@ -177,7 +221,12 @@ function render(out, view) {
 function renderStats(out, blocks) {
   const table = document.getElementById("stats-table");
   const head = el("tr");
-  for (const h of ["T", "model", "entropy", "mass outside top k", `KL(${labelOf(out, out.models[0])} ‖ m)`, `KL(m ‖ ${labelOf(out, out.models[0])})`, "JS", "TV"]) head.append(el("th", {}, h));
+  const ref = labelOf(out, out.models[0]);
+  const k = out.temperatures[0].models[0].top.length;
+  const heads = [["T"], ["model"], ["entropy"], ["mass outside top k", `the probability the model puts outside its own top ${k} tokens`],
+    [`KL(${ref} ‖ m)`], [`its share outside top k`, `the part of KL(${ref} ‖ m) at this T that comes from the tokens outside ${ref}'s top ${k} (its tail); the tail's terms can sum below 0 when m gives the tail more than ${ref} does`],
+    [`KL(m ‖ ${ref})`], ["JS"], ["TV"]];
+  for (const [h, title] of heads) head.append(el("th", { title }, h));
   table.tHead.replaceChildren(head);
   const body = table.tBodies[0];
   body.replaceChildren();
@@ -186,7 +235,7 @@ function renderStats(out, blocks) {
       const d = block.vs_first[m.model];
       const row = el("tr");
       const cells = [block.temperature, labelOf(out, m.model), fmt(m.entropy), fmt(m.mass_outside_top_k),
-        d ? fmt(d.kl_ab[out.position]) : "–", d ? fmt(d.kl_ba[out.position]) : "–",
+        d ? fmt(d.kl_ab[out.position]) : "–", d ? pct(d.kl_ab_outside_share) : "–", d ? fmt(d.kl_ba[out.position]) : "–",
         d ? fmt(d.js[out.position]) : "–", d ? fmt(d.tv[out.position]) : "–"];
       for (const c of cells) row.append(el("td", { class: "num" }, c));
       body.append(row);
@@ -196,10 +245,27 @@ function renderStats(out, blocks) {
 
 const TRUTH_LABEL = "truth (demo language, at T = 1: never softened)";
 
+// A share as a percentage ("0.62 %", "99 %"), "–" when there is none.
+function pct(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  const x = v * 100;
+  return `${Math.abs(x) >= 10 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(1) : x.toPrecision(2)} %`;
+}
+
+// The bars' categories: each shown token's visible text, its id added when two read the same.
+function categories(out) {
+  const seen = new Map();
+  return out.shown.map((s) => {
+    const t = plotlyText(s.token);
+    seen.set(t, (seen.get(t) || 0) + 1);
+    return seen.get(t) > 1 ? `${t} (id ${s.id})` : t;
+  });
+}
+
 function barTraces(out, block) {
   // Categories: the union of every model's top k and the truth's (the worker's `shown`), each
   // bar a model's real probability at this T, also for tokens outside its own top k.
-  const x = out.shown.map((s) => plotlyText(s.token));
+  const x = categories(out);
   const traces = block.models.map((m) => ({
     type: "bar", name: plotlyLabel(labelOf(out, m.model)), x, y: m.shown_probs,
     hovertemplate: "%{x}: %{y:.4f}<extra>" + plotlyLabel(labelOf(out, m.model)) + "</extra>",
@@ -288,12 +354,47 @@ function renderHeatmap(out, blocks) {
   }, PLOT_CONFIG);
 }
 
+// The chat switch shows when the first model's tokenizer has a chat template (the answer says),
+// before any answer for a model of the real kit, and whenever it is on (so it can be turned off).
+function showChat(out) {
+  const on = document.getElementById("i-chat").checked;
+  const known = out ? out.chat_template : isRealKit(firstModel());
+  document.getElementById("chat-field").hidden = !(on || known);
+}
+
+function renderPrompts(out) {
+  // The demo language's prompts, or real-language ones (plain and chat) for the real kit.
+  const real = isRealKit(out && out.models ? out.models[0] : firstModel(), out);
+  const box = document.getElementById("demo-prompts");
+  if (box.dataset.kind === (real ? "real" : "demo")) return;
+  box.dataset.kind = real ? "real" : "demo";
+  const button = (prompt, chat) => {
+    const b = el("button", { type: "button", class: "link", title: chat ? "in the chat template" : "plain text" },
+      prompt.replace(/\n/g, "↵"));
+    b.addEventListener("click", () => {
+      document.getElementById("i-prompt").value = prompt;
+      document.getElementById("i-chat").checked = chat;
+      showChat(null);
+      run();
+    });
+    return b;
+  };
+  box.replaceChildren(real ? "prompts: " : "demo prompts: ");
+  for (const prompt of real ? REAL_PROMPTS : DEMO_PROMPTS) box.append(button(prompt, false), " ");
+  if (real) {
+    box.append(" chat: ");
+    for (const prompt of REAL_CHAT_PROMPTS) box.append(button(prompt, true), " ");
+  }
+}
+
 async function init() {
   const p = params();
   document.getElementById("i-models").value = p.models;
   document.getElementById("i-prompt").value = p.prompt;
   document.getElementById("i-temperatures").value = p.temperatures;
   document.getElementById("i-k").value = p.k;
+  document.getElementById("i-chat").checked = p.chat;
+  showChat(null);
   setSlider(p.t);
   const sameY = document.getElementById("same-y");
   sameY.checked = p.sameY;
@@ -306,12 +407,9 @@ async function init() {
   const slider = document.getElementById("i-t");
   slider.addEventListener("input", onSlider);
   slider.addEventListener("change", onSlider);
-  const hints = document.getElementById("demo-prompts");
-  for (const prompt of DEMO_PROMPTS) {
-    const b = el("button", { type: "button", class: "link" }, prompt);
-    b.addEventListener("click", () => { document.getElementById("i-prompt").value = prompt; run(); });
-    hints.append(b, " ");
-  }
+  renderPrompts(null);
+  document.getElementById("i-models").addEventListener("change", () => { renderPrompts(null); showChat(null); });
+  document.getElementById("i-chat").addEventListener("change", () => run());
   const models = await api("/api/models");
   for (const m of models.body || []) document.getElementById("list-models").append(el("option", { value: m.name }));
   document.getElementById("inspect-form").addEventListener("submit", (e) => { e.preventDefault(); run(); });
