@@ -1,11 +1,71 @@
-"""Reading dataset files (pure Python: shared by the api's checks and the worker)."""
+"""Reading dataset files (pure Python: shared by the api's checks and the worker).
+
+Formats. A `.txt` file: every non-empty line is a document (the loss covers all its tokens).
+A `.jsonl` file: one JSON object per line, any of
+
+- `{"text": "..."}`: a document, as a line of a .txt file;
+- `{"prompt": "...", "completion": "..."}`: the loss covers the completion only;
+- `{"messages": [{"role": "system" | "user" | "assistant", "content": "..."}, ...]}`: a
+  conversation whose last message is the assistant's: that message is the completion (the
+  loss covers it only), the messages before it are the prompt (earlier assistant turns
+  included).
+
+With a tokenizer that has a chat template, prompt/completion and messages records are rendered
+through it (a bare prompt becomes one user message); without one, the prompt's text comes
+first, then the completion's (see worker/distill/data.py). A dataset folder's dataset.json may
+say `"kind": "chat"` for such files; they are read the same way.
+"""
 
 import json
 from itertools import islice
 from pathlib import Path
 
-Record = tuple[str | None, str]  # (prompt or None, text or completion)
+Messages = list[dict[str, str]]
+# (prompt or None, text or completion); the prompt is a string or the messages before the
+# assistant's last one.
+Record = tuple[str | Messages | None, str]
 SUFFIXES = (".txt", ".jsonl")
+ROLES = ("system", "user", "assistant")
+SHAPES = (
+    'expected an object with "text", with "prompt" and "completion" strings, or with '
+    '"messages": [{"role": ..., "content": ...}, ...] ending with the assistant\'s message'
+)
+
+
+def _messages(obj: object, where: str) -> Record:
+    """A {"messages": [...]} line as (prompt messages, the assistant's last content)."""
+    if not isinstance(obj, list) or len(obj) < 2:
+        raise ValueError(
+            f'{where}: "messages" must be a list of at least two messages (the prompt\'s, '
+            "then the assistant's)"
+        )
+    for i, m in enumerate(obj, 1):
+        if not (isinstance(m, dict) and isinstance(m.get("content"), str)):
+            raise ValueError(f'{where}: message {i} must be an object with "role" and "content"')
+        if m.get("role") not in ROLES:
+            raise ValueError(
+                f"{where}: message {i} has role {json.dumps(m.get('role'))}: a role is one of "
+                f"{', '.join(ROLES)}"
+            )
+    if obj[-1]["role"] != "assistant":
+        raise ValueError(
+            f"{where}: the last message must be the assistant's (it is the completion), "
+            f"not the {obj[-1]['role']}'s"
+        )
+    prompt = [{"role": m["role"], "content": m["content"]} for m in obj[:-1]]
+    return prompt, obj[-1]["content"]
+
+
+def parse_line(obj: object, where: str) -> Record:
+    """One .jsonl object as a record; ValueError naming `where` and the shapes expected."""
+    if isinstance(obj, dict):
+        if isinstance(obj.get("text"), str):
+            return None, obj["text"]
+        if isinstance(obj.get("prompt"), str) and isinstance(obj.get("completion"), str):
+            return obj["prompt"], obj["completion"]
+        if "messages" in obj:
+            return _messages(obj["messages"], where)
+    raise ValueError(f"{where}: {SHAPES}")
 
 
 def _parse(path: Path, lines) -> list[Record]:
@@ -19,25 +79,17 @@ def _parse(path: Path, lines) -> list[Record]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path.name} line {n}: not JSON ({e.msg})") from None
-        if isinstance(obj, dict) and isinstance(obj.get("text"), str):
-            records.append((None, obj["text"]))
-        elif (
-            isinstance(obj, dict)
-            and isinstance(obj.get("prompt"), str)
-            and isinstance(obj.get("completion"), str)
-        ):
-            records.append((obj["prompt"], obj["completion"]))
-        else:
-            raise ValueError(
-                f'{path.name} line {n}: expected an object with "text", or with '
-                '"prompt" and "completion" strings'
-            )
+        records.append(parse_line(obj, f"{path.name} line {n}"))
     return records
 
 
+def no_completions(records: list[Record]) -> bool:
+    """True when every record is a prompt with an empty completion (nothing to learn)."""
+    return bool(records) and all(p is not None and not c.strip() for p, c in records)
+
+
 def read_records(path: Path) -> list[Record]:
-    """Lines of a .txt file are documents; a .jsonl line holds {"text": ...} or
-    {"prompt": ..., "completion": ...} (the loss then covers the completion only)."""
+    """The records of a .txt or .jsonl file (formats: this module's docstring)."""
     with path.open(encoding="utf-8") as f:
         return _parse(path, f)
 
@@ -45,5 +97,11 @@ def read_records(path: Path) -> list[Record]:
 def check_records(path: Path, lines: int = 200) -> None:
     """Parse the first lines of a dataset file; raises ValueError saying what is wrong."""
     with path.open(encoding="utf-8") as f:
-        if not _parse(path, islice(f, lines)):
-            raise ValueError(f"{path.name} holds no documents")
+        records = _parse(path, islice(f, lines))
+        whole = not f.readline()  # the sample was the whole file
+    if not records:
+        raise ValueError(f"{path.name} holds no documents")
+    if whole and no_completions(records):
+        raise ValueError(
+            f"{path.name}: no completion tokens to learn from (every completion is empty)"
+        )

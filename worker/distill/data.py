@@ -5,6 +5,14 @@ Documents (lines of a text file; sentences of the demo language) are tokenized, 
 tokens; inputs are tokens[:-1] and labels tokens[1:], so row i of the logits predicts labels[i]
 (the alignment the loss expects). Every sequence starts at a document boundary, which keeps the
 demo language's truth exact. Unused tail positions are padding with label -100.
+
+Prompt/completion and chat records (formats: backend/services/records.py) train on their
+completion only. With a tokenizer that has a chat template they go through it, as the model saw
+its own fine-tuning data: prompt ids = the template over the prompt's messages with the
+generation prompt, full ids = the template over the whole conversation, and the completion is
+full[len(prompt):] (its end-of-turn tokens included). Such documents bring their own start
+tokens, so sequences of them get no extra BOS. Without a chat template the prompt's text comes
+first, then the completion's and EOS.
 """
 
 import json
@@ -15,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from backend.services.records import Record, read_records
+from backend.services.records import Messages, Record, no_completions, parse_line, read_records
 from worker.distill import demo_language
 
 IGNORE = -100
@@ -74,22 +82,70 @@ def _to_split(chunks: list[list[int]], flags: list[list[bool]]) -> Split:
     return Split(input_ids=t[:, :-1].contiguous(), labels=labels.contiguous())
 
 
+def _render(tokenizer, messages: Messages, *, generation_prompt: bool) -> list[int]:
+    # Rendered to text, then encoded without special tokens: what apply_chat_template's own
+    # tokenize=True does (the template writes the special tokens itself).
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=generation_prompt
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_chat(tokenizer, prompt: str | Messages, completion: str) -> Doc:
+    """A prompt (a string is one user message) and the assistant's completion through the
+    tokenizer's chat template: tokens, and whether each is a completion token."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    head = _render(tokenizer, messages, generation_prompt=True)
+    answer = {"role": "assistant", "content": completion}
+    full = _render(tokenizer, [*messages, answer], generation_prompt=False)
+    if full[: len(head)] != head:
+        raise ValueError(
+            "the chat template does not render the prompt with its generation prompt as a "
+            "prefix of the whole conversation, so the completion's tokens cannot be told apart"
+        )
+    return full, [False] * len(head) + [True] * (len(full) - len(head))
+
+
+def _encode_plain(tokenizer, prompt: str | Messages | None, text: str, tail: list[int]) -> Doc:
+    body = tokenizer(text, add_special_tokens=False)["input_ids"] + tail
+    if prompt is None:
+        return body, [True] * len(body)
+    if not isinstance(prompt, str):  # messages without a chat template: their text, a line each
+        prompt = "".join(m["content"] + "\n" for m in prompt)
+    # Prompt tokens are context only: no loss on them.
+    head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return head + body, [False] * len(head) + [True] * len(body)
+
+
 def _encode_split(
     records: list[Record], tokenizer, seq_len: int, eos: int | None, seed: int | None
 ):
+    chat = bool(getattr(tokenizer, "chat_template", None))
     docs: list[Doc] = []
     tail = [eos] if eos is not None else []
     for prompt, text in records:
-        body = tokenizer(text, add_special_tokens=False)["input_ids"] + tail
-        if prompt is None:
-            docs.append((body, [True] * len(body)))
-        else:  # prompt tokens are context only: no loss on them
-            head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            docs.append((head + body, [False] * len(head) + [True] * len(body)))
+        if prompt is not None and chat:
+            docs.append(encode_chat(tokenizer, prompt, text))
+        else:
+            docs.append(_encode_plain(tokenizer, prompt, text, tail))
     if seed is not None:
         random.Random(seed).shuffle(docs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return _pack(docs, seq_len, tokenizer.bos_token_id, pad)
+    # Chat-rendered documents start with the template's own start tokens.
+    templated = chat and any(p is not None for p, _ in records)
+    return _pack(docs, seq_len, None if templated else tokenizer.bos_token_id, pad)
+
+
+def _check_targets(split: Split, records: list[Record], name: str, seq_len: int) -> None:
+    if no_completions(records):
+        raise ValueError(
+            f"dataset '{name}': no completion tokens to learn from (every completion is empty)"
+        )
+    if not bool((split.labels != IGNORE).any()):
+        raise ValueError(
+            f"dataset '{name}': no completion tokens to learn from: every completion is empty "
+            f"or cut off by seq_len {seq_len} (the prompts alone fill the sequences)"
+        )
 
 
 def _demo_truth(split: Split, tokenizer, vocab_size: int) -> Tensor:
@@ -119,11 +175,12 @@ def load_dataset(
     """Load a dataset (a folder with dataset.json, or a .txt / .jsonl file) as packed train
     and eval splits."""
     if isinstance(path, str):  # a 🤗 datasets id (checked at submit)
-        manifest, path = {"kind": "hub", "train": path, "eval": None}, None
+        name, manifest, path = path, {"kind": "hub", "train": path, "eval": None}, None
     elif path.is_file():
-        manifest, path = {"kind": "text", "train": path.name, "eval": None}, path.parent
+        name, manifest = path.name, {"kind": "text", "train": path.name, "eval": None}
+        path = path.parent
     else:
-        manifest = json.loads((path / "dataset.json").read_text())
+        name, manifest = path.name, json.loads((path / "dataset.json").read_text())
     kind = manifest.get("kind", "text")
     if kind == "hub":
         train_records = read_hub_records(manifest["train"])
@@ -140,6 +197,7 @@ def load_dataset(
     # Packing order is fixed (PACK_SEED), not the run's seed: runs that differ only in seed,
     # T or alpha see the same sequences (in their own order), so a teacher cache serves all.
     train = _to_split(*_encode_split(train_records, tokenizer, seq_len, eos, PACK_SEED))
+    _check_targets(train, train_records, name, seq_len)
     eval_ = _to_split(*_encode_split(eval_records, tokenizer, seq_len, eos, None))
     if max_eval_sequences is not None:
         eval_ = Split(eval_.input_ids[:max_eval_sequences], eval_.labels[:max_eval_sequences])
@@ -157,9 +215,14 @@ def read_hub_records(name: str) -> list[Record]:
         return [(None, t) for t in ds["text"] if t and t.strip()]
     if {"prompt", "completion"} <= set(ds.column_names):
         return list(zip(ds["prompt"], ds["completion"], strict=True))
+    if "messages" in ds.column_names:
+        return [
+            parse_line({"messages": m}, f"dataset '{name}' row {i}")
+            for i, m in enumerate(ds["messages"], 1)
+        ]
     raise ValueError(
-        f"dataset '{name}' has columns {ds.column_names}: expected \"text\", or "
-        '"prompt" and "completion"'
+        f"dataset '{name}' has columns {ds.column_names}: expected \"text\", "
+        '"prompt" and "completion", or "messages"'
     )
 
 
