@@ -136,10 +136,13 @@ def _reference(models_dir, names, prompt, temperatures, position):
     return out
 
 
-@pytest.mark.parametrize("position", [None, 3])
-def test_matches_a_plain_reference(settings, tiny_kit, position):
-    """The batched computation (all temperatures, models and positions in one set of tensor
-    ops) against the plain one, for three models: every number the answer holds."""
+@pytest.mark.parametrize(("position", "block"), [(None, None), (3, None), (None, 1)])
+def test_matches_a_plain_reference(settings, tiny_kit, position, block, monkeypatch):
+    """The batched computation (all temperatures and models at once, blocks of positions)
+    against the plain one, for three models: every number the answer holds. block=1: one
+    position a block, as a real vocabulary gets."""
+    if block is not None:
+        monkeypatch.setattr("worker.inspect._BLOCK", block)
     names = ["demo-teacher", "demo-student-s", "demo-student-m"]
     temperatures = [0.5, 1.0, 2.0, 4.0, 8.0]
     prompt = "the lazy cat sleeps on the mat . a big dog"
