@@ -287,6 +287,14 @@ function sharedYMax(out, blocks) {
   return Math.min(1, top * 1.05) || 1;
 }
 
+// A chart title's note: how much of the first model's mass its top k hold at this T (at a real
+// vocabulary's high T the bars are nearly empty: the mass is in the tail, not lost).
+function topShare(out, block) {
+  const m = block.models[0];
+  if (m.mass_outside_top_k === undefined) return "";
+  return ` · ${plotlyLabel(labelOf(out, out.models[0]))}'s top ${m.top.length} hold ${pct(Math.max(0, 1 - m.mass_outside_top_k))}`;
+}
+
 function barLayout(title, height, ymax) {
   return {
     title: { text: title, font: { size: 14 } }, barmode: "group", height,
@@ -302,7 +310,7 @@ function renderSliderBars(out, block, ymax) {
     `The temperature list is full (${MAX_TEMPERATURES}): remove one to see the slider's T.`;
   div.dataset.t = block ? String(block.temperature) : "";
   if (!block) { Plotly.purge(div); return; }
-  Plotly.react(div, barTraces(out, block), barLayout(`at the slider's ${tLabel(block.temperature)}`, 340, ymax), PLOT_CONFIG);
+  Plotly.react(div, barTraces(out, block), barLayout(`at the slider's ${tLabel(block.temperature)}${topShare(out, block)}`, 340, ymax), PLOT_CONFIG);
 }
 
 function renderBars(out, blocks, ymax) {
@@ -317,7 +325,7 @@ function renderBars(out, blocks, ymax) {
     return div;
   });
   blocks.forEach((block, bi) => {
-    Plotly.newPlot(divs[bi], barTraces(out, block), barLayout(`T = ${block.temperature}`, 300, ymax), PLOT_CONFIG);
+    Plotly.newPlot(divs[bi], barTraces(out, block), barLayout(`T = ${block.temperature}${topShare(out, block)}`, 300, ymax), PLOT_CONFIG);
   });
 }
 
