@@ -54,7 +54,9 @@ def _via_logits(case, vocab=V, dtype=torch.float32, **kw):
     else:
         out = distillation_loss(s, t, y, **kw)[:3]
     out[0].backward()
-    return [float(x) for x in out], [None if x is None else x.grad for x in (h_s, w_s, b_s)]
+    return [float(x.detach()) for x in out], [
+        None if x is None else x.grad for x in (h_s, w_s, b_s)
+    ]
 
 
 def _via_hidden(case, vocab=None, **kw):
@@ -157,7 +159,7 @@ def test_gradient_accumulation_two_micro_batches_equal_one_batch(divergence):
             hs[m], ws, h_t[m], w_t, y[m], student_bias=bs, teacher_bias=b_t, num_tokens=n, **kw
         )
         out.loss.backward()
-        total += float(out.loss)
+        total += float(out.loss.detach())
     assert total == pytest.approx(whole[0][0], rel=1e-5)
     for g, w in zip((hs.grad, ws.grad, bs.grad), whole[1], strict=True):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
@@ -183,7 +185,7 @@ def test_tied_head_gets_the_gradient_of_both_paths():
         else:
             out = distillation_loss(h @ e.T, h_t @ w_t.T, y, **kw)
         out.loss.backward()
-        return float(out.loss), e.grad
+        return float(out.loss.detach()), e.grad
 
     (l1, g1), (l2, g2) = grads(True), grads(False)
     assert l1 == pytest.approx(l2, rel=1e-5)
@@ -230,7 +232,7 @@ def test_teacher_from_inference_mode_and_all_masked_batch():
     assert torch.isfinite(hs.grad).all()
     empty = torch.full_like(y, IGNORE)
     out = hidden_distillation_loss(_leaf(h_s), w_s, h_t, w_t, empty, temperature=2.0, alpha=0.5)
-    assert float(out.loss) == 0.0 and int(out.num_tokens) == 0
+    assert float(out.loss.detach()) == 0.0 and int(out.num_tokens) == 0
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,14 @@ const FIELDS = [
     help: "spread over the run, for the inspector; 0 = none", more: true },
   { name: "teacher_cache_k", type: "number", label: "teacher-logit cache k",
     help: "empty: no cache; reuse the teacher's top-k logits across runs (forward_kl)", more: true, optional: true },
+  // At LLM shape (a config without them, e.g. an older preset, gets the first option: the api's default).
+  { name: "dtype", type: "select", options: ["auto", "bfloat16", "float32"], label: "weights' dtype",
+    help: "auto: bfloat16 on a GPU that has it, float32 otherwise; the loss is always float32", more: true },
+  { name: "loss_impl", type: "select", options: ["auto", "hidden", "logits"], label: "loss computed from",
+    help: "hidden: final hidden states and heads, chunk by chunk, never the full logits (same values); "
+      + "auto: hidden from 16,384 tokens of vocabulary", more: true },
+  { name: "gradient_checkpointing", type: "select", options: ["false", "true"], bool: true, label: "gradient checkpointing",
+    help: "recompute the student's activations in backward: less memory, about a third more time", more: true },
 ];
 
 let presets = [];
@@ -72,7 +80,7 @@ function buildForm() {
 function fillForm(config) {
   for (const f of FIELDS) {
     const input = document.getElementById(`f-${f.name}`);
-    const v = config[f.name];
+    const v = config[f.name] ?? (f.type === "select" ? f.options[0] : undefined);
     input.value = v === undefined || v === null ? "" : (Array.isArray(v) ? v.join(", ") : String(v));
   }
   clearErrors();
@@ -91,6 +99,7 @@ function readForm() {
     }
     if (f.name === "tags") body.tags = raw.split(",").map((t) => t.trim()).filter(Boolean);
     else if (f.type === "number" && !Number.isNaN(Number(raw))) body[f.name] = Number(raw);
+    else if (f.bool) body[f.name] = raw === "true";
     else body[f.name] = raw;  // the api says what is wrong with it
   }
   if (!missing.length) return body;

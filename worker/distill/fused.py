@@ -26,11 +26,12 @@ from torch import Tensor
 
 from worker.distill.losses import LossOutput, _check, _chunk_terms, _chunks
 
-# Rows per chunk: about this many float32 elements per (chunk x vocab) temporary (about ten
-# are alive at once). Large enough that each chunk's matmuls amortise reading the head
-# (49,152 x 576 floats on SmolLM2: 85 rows on a CPU), small enough to stay a small fraction of
-# a naive loss's (tokens x vocab) tensors.
-CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
+# Rows per chunk: about this many float32 elements per (chunk x vocab) logits tensor. Large
+# enough that each chunk's three matmuls amortise reading the heads (49,152 x 576 floats on
+# SmolLM2: 170 rows on a CPU; fewer rows measured slower there, and 5-row slices four times
+# slower), while the ten-odd such temporaries of _chunk_terms stay a small fraction of a naive
+# loss's (tokens x vocab) tensors (P9 in bench/llm_step.py measures both).
+CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
 
 
 class _Args(NamedTuple):
@@ -47,9 +48,14 @@ def _float32(x: Tensor | None) -> Tensor | None:
     return None if x is None else x.float()
 
 
+def _linear(h: Tensor, w: Tensor, b: Tensor | None, out: Tensor) -> Tensor:
+    return torch.mm(h, w.T, out=out) if b is None else torch.addmm(b, h, w.T, out=out)
+
+
 def _sweep(h_s, w_s, b_s, h_t, w_t, b_t, labels, rows, w_div, w_ce, args: _Args, want):
     """One pass over the chunks: the summed divergence and cross-entropy, and (for the inputs
-    flagged in `want` = (h_s, w_s, b_s)) the float32 gradients of w_div * sum D + w_ce * sum CE."""
+    flagged in `want` = (h_s, w_s, b_s)) the float32 gradients of w_div * sum D + w_ce * sum CE
+    (w_div and w_ce are numbers)."""
     vocab = args.vocab
     ws, wt = _float32(w_s[:vocab]), _float32(w_t[:vocab])
     bs = _float32(b_s[:vocab]) if b_s is not None else None
@@ -61,11 +67,14 @@ def _sweep(h_s, w_s, b_s, h_t, w_t, b_t, labels, rows, w_div, w_ce, args: _Args,
     grad_w = torch.zeros(w_s.shape, **f32) if want_w else None  # padding rows stay 0
     grad_b = torch.zeros(b_s.shape, **f32) if want_b else None
     div_sum, ce_sum = torch.zeros((), **f32), torch.zeros((), **f32)
+    # Each chunk's logits go into two buffers allocated once (fresh memory costs page faults).
+    rows_max = min(args.chunk_size, rows.numel())
+    s_buf, t_buf = torch.empty(rows_max, vocab, **f32), torch.empty(rows_max, vocab, **f32)
     for idx in _chunks(rows, args.chunk_size):
+        n = idx.numel()
         hs = h_s.index_select(0, idx).float()
-        s = hs @ ws.T if bs is None else torch.addmm(bs, hs, ws.T)
-        ht = h_t.index_select(0, idx).float()
-        t = ht @ wt.T if bt is None else torch.addmm(bt, ht, wt.T)
+        s = _linear(hs, ws, bs, s_buf[:n])
+        t = _linear(h_t.index_select(0, idx).float(), wt, bt, t_buf[:n])
         div, ce, g_div, g_ce = _chunk_terms(
             s,
             t,
@@ -75,12 +84,11 @@ def _sweep(h_s, w_s, b_s, h_t, w_t, b_t, labels, rows, w_div, w_ce, args: _Args,
             args.beta,
             any_grad,
         )
-        del s, t  # the chunk's logits are not needed past this point
         div_sum += div.sum()
         ce_sum += ce.sum()
         if not any_grad:
             continue
-        g = g_div.mul_(w_div).add_(g_ce.mul_(w_ce))  # dLoss/dz_s for this chunk, in place
+        g = g_div.mul_(w_div).add_(g_ce, alpha=w_ce)  # dLoss/dz_s for this chunk, in place
         del g_ce
         if want_h:
             grad_h.index_copy_(0, idx, g @ ws)
@@ -99,8 +107,8 @@ class _HiddenDistillation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h_s, w_s, b_s, h_t, w_t, b_t, labels, rows, denom, args: _Args):
         want = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
-        t2 = args.temperature**2
-        w_div, w_ce = args.alpha * t2 / denom, (1.0 - args.alpha) / denom
+        t2, n = args.temperature**2, float(denom)
+        w_div, w_ce = args.alpha * t2 / n, (1.0 - args.alpha) / n
         div_sum, ce_sum, *grads = _sweep(
             h_s, w_s, b_s, h_t, w_t, b_t, labels, rows, w_div, w_ce, args, want
         )
@@ -122,8 +130,9 @@ class _HiddenDistillation(torch.autograd.Function):
             out = [g if g is None or one else g * g_total for g in grads]
         if g_soft is not None or g_hard is not None:  # a term differentiated on its own
             args = ctx.args
-            w_div = (g_soft if g_soft is not None else 0.0) * args.temperature**2 / denom
-            w_ce = (g_hard if g_hard is not None else 0.0) / denom
+            n = float(denom)
+            w_div = (float(g_soft) if g_soft is not None else 0.0) * args.temperature**2 / n
+            w_ce = (float(g_hard) if g_hard is not None else 0.0) / n
             h_t, w_t, b_t = ctx.teacher
             _, _, *extra = _sweep(
                 h_s, w_s, b_s, h_t, w_t, b_t, labels, rows, w_div, w_ce, args, ctx.want
@@ -161,9 +170,9 @@ def hidden_distillation_loss(
     flow to the student's hidden states, head and bias (a tied head is the embedding weight:
     autograd adds both paths)."""
     vocab = student_head.shape[0] if vocab is None else int(vocab)
+    kind = student_hidden.device.type if student_hidden.device.type == "cpu" else "cuda"
     if chunk_size is None:
-        budget = CHUNK_ELEMENTS.get(student_hidden.device.type, CHUNK_ELEMENTS["cuda"])
-        chunk_size = max(1, budget // max(vocab, 1))
+        chunk_size = max(1, CHUNK_ELEMENTS[kind] // max(vocab, 1))
     for who, h, w, b in (
         ("student", student_hidden, student_head, student_bias),
         ("teacher", teacher_hidden, teacher_head, teacher_bias),
@@ -194,7 +203,14 @@ def hidden_distillation_loss(
     n_real = rows.numel()
     denom = n_real if num_tokens is None else num_tokens
     denom = torch.as_tensor(denom, dtype=torch.float32, device=h_s.device).clamp_min(1.0)
-    args = _Args(float(temperature), float(alpha), divergence, float(beta), int(chunk_size), vocab)
+    args = _Args(
+        float(temperature),
+        float(alpha),
+        divergence,
+        float(beta),
+        int(chunk_size),
+        vocab,
+    )
     total, soft, hard = _HiddenDistillation.apply(
         h_s,
         student_head,
