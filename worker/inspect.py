@@ -275,7 +275,7 @@ def _per_position(
         # Models first, so that each model's slice (the pair compared below) is contiguous.
         z = torch.stack([x[at] for x in logits])[:, None]  # (M, 1, l, V)
         log_p, p = _log_softmax_and_exp(z / temps[..., None])  # (M, T, l, V)
-        entropy[:, :, at] = torch.linalg.vecdot(p, log_p).neg_()
+        entropy[:, :, at] = (p * log_p).sum(-1).neg_()
         for k, v in _divergences(log_p[:1], log_p[1:], p[:1], p[1:]).items():
             div[k][:, :, at] = v
     return entropy, div
