@@ -89,10 +89,13 @@ def test_divergences_between_models(settings):
     same, other = block["demo-teacher"], block["demo-student-s"]
     n = len(same["kl_ab"])
     assert n == 7  # one per prompt position (<bos> + 6 words)
-    assert max(map(abs, same["kl_ab"] + same["tv"])) < 1e-6  # a model against itself
-    for i in range(n):
-        assert other["kl_ab"][i] > 0 and other["kl_ba"][i] > 0
-        assert 0 < other["js"][i] <= math.log(2) + 1e-6 and 0 < other["tv"][i] <= 1
+    assert max(map(abs, same["kl_ab"])) < 1e-6 and abs(same["tv"][-1]) < 1e-6  # itself
+    assert all(other["kl_ab"][i] > 0 for i in range(n))
+    # KL(q||p), JS and TV at the inspected position (the last); null at the others.
+    for key in ("kl_ba", "js", "tv"):
+        assert len(other[key]) == n and other[key][:-1] == [None] * (n - 1)
+    assert other["kl_ba"][-1] > 0
+    assert 0 < other["js"][-1] <= math.log(2) + 1e-6 and 0 < other["tv"][-1] <= 1
 
 
 def test_demo_truth_is_shown_beside_the_models(settings):
@@ -165,8 +168,11 @@ def test_matches_a_plain_reference(settings, tiny_kit, position, block, monkeypa
             assert m["entropy"] == pytest.approx(float(entropy[at]), **close)
         assert block["vs_first"].keys() == r["pairs"].keys()
         for name, stats in r["pairs"].items():
-            for key, values in stats.items():
-                assert block["vs_first"][name][key] == pytest.approx(values.tolist(), **close)
+            got = block["vs_first"][name]
+            assert got["kl_ab"] == pytest.approx(stats["kl_ab"].tolist(), **close)
+            for key in ("kl_ba", "js", "tv"):  # at the inspected position only
+                assert got[key][at] == pytest.approx(float(stats[key][at]), **close)
+                assert all(v is None for i, v in enumerate(got[key]) if i != at)
 
 
 def test_truth_follows_the_current_sentence(settings):

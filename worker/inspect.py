@@ -258,27 +258,27 @@ def _log_softmax_and_exp(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _per_position(
     logits: list[torch.Tensor], temps: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Every model's entropy (M, T, L) and the divergences of the first model from each other
-    one (each M-1, T, L) at every position and temperature: one full-vocabulary softmax per
-    model, temperature and position, taken a few positions at a time. At a 49,152-token
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every model's entropy (M, T, L) and KL(first_T || other_T) for each other model
+    (M-1, T, L) at every position and temperature (the heatmap): one full-vocabulary softmax
+    per model, temperature and position, taken a few positions at a time. At a 49,152-token
     vocabulary one (M, T, L, V) batch is 125 MB a tensor for a 64-token prompt; blocks of about
     1 MiB stay in the cache and take a fifth of the time. A small vocabulary gets one block.
+    The other divergences are taken at the inspected position only (see inspect_prompt).
     `logits`: each model's (L, V)."""
     n_models, (length, vocab) = len(logits), logits[0].shape
     per_position = n_models * temps.shape[1] * vocab
     step = max(1, _BLOCK // per_position)
     entropy = logits[0].new_empty(n_models, temps.shape[1], length)
-    div = {k: logits[0].new_empty(n_models - 1, temps.shape[1], length) for k in _DIVERGENCES}
+    kl_ab = logits[0].new_empty(n_models - 1, temps.shape[1], length)
     for start in range(0, length, step):
         at = slice(start, start + step)
         # Models first, so that each model's slice (the pair compared below) is contiguous.
         z = torch.stack([x[at] for x in logits])[:, None]  # (M, 1, l, V)
         log_p, p = _log_softmax_and_exp(z / temps[..., None])  # (M, T, l, V)
         entropy[:, :, at] = (p * log_p).sum(-1).neg_()
-        for k, v in _divergences(log_p[:1], log_p[1:], p[:1], p[1:]).items():
-            div[k][:, :, at] = v
-    return entropy, div
+        kl_ab[:, :, at] = (p[:1] * (log_p[:1] - log_p[1:])).sum(-1)
+    return entropy, kl_ab
 
 
 @torch.inference_mode()
@@ -308,10 +308,16 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
     # Every model and temperature at once, a block of positions at a time; one full-vocabulary
     # softmax each.
     temps = torch.tensor(req.temperatures, device=device).view(1, -1, 1)
-    entropy, div = _per_position(logits, temps)  # (M, T, L) and each (M-1, T, L)
-    # The inspected position in full: (M, T, V), every model and temperature.
+    entropy, kl_ab = _per_position(logits, temps)  # (M, T, L) and (M-1, T, L)
+    # The inspected position in full: (M, T, V), every model and temperature; KL both ways,
+    # Jensen-Shannon and total variation there (the page inspects again when another
+    # position is clicked, so they are not computed at every position: at a 49,152-token
+    # vocabulary that was a third of an inspection's time).
     z = torch.stack([x[position] for x in logits])  # (M, V)
     log_p, p = _log_softmax_and_exp(z[:, None] / temps)
+    here = {
+        k: v.tolist() for k, v in _divergences(log_p[:1], log_p[1:], p[:1], p[1:]).items()
+    }  # each (M-1, T)
     top = torch.topk(p, min(req.k, vocab), dim=-1)  # (M, T, k)
     # The part of KL(first_T || other_T) at this position that comes from the tokens outside
     # the first model's top k at that T (the tail that high-T targets mostly describe).
@@ -334,8 +340,13 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
     # the better rank). T keeps the order, so one rank holds at every temperature.
     zs = z[:, shown]  # (M, S)
     shown_ranks = ((z[:, None, :] > zs[:, :, None]).sum(-1) + 1).tolist()  # (M, S)
-    entropy = entropy.tolist()
-    div = dict(zip(div, torch.stack(list(div.values())).tolist(), strict=True))
+    entropy, kl_ab = entropy.tolist(), kl_ab.tolist()
+    blank = [None] * len(ids)
+
+    def at_position(value: float) -> list[float | None]:
+        out = list(blank)
+        out[position] = value
+        return out
     per_t = []
     for ti, temperature in enumerate(req.temperatures):
         models = [
@@ -354,8 +365,11 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
         ]
         pairs = {}
         for mi, name in enumerate(req.models[1:]):
-            pairs[name] = {k: v[mi][ti] for k, v in div.items()}
-            total, tail = div["kl_ab"][mi][ti][position], kl_outside[mi][ti]
+            # kl_ab at every position (the heatmap); the others at the inspected one only
+            # (null elsewhere), so every pair keeps one list per statistic.
+            pairs[name] = {"kl_ab": kl_ab[mi][ti]}
+            pairs[name].update({k: at_position(here[k][mi][ti]) for k in _DIVERGENCES[1:]})
+            total, tail = kl_ab[mi][ti][position], kl_outside[mi][ti]
             # At this position only: nats, and their share of the KL (None when the KL is 0).
             pairs[name]["kl_ab_outside_top_k"] = tail
             pairs[name]["kl_ab_outside_share"] = tail / total if total > 0 else None
