@@ -201,6 +201,26 @@ def test_run_page_says_how_peaked_its_teacher_is(browser_module, shared_api_stac
     assert "partly wrong: its top 5 hold only 0.69 of the truth's top 5" in memorised
     some = said("x", {**CALIBRATED_PROFILE, "confident_share": 0.3})
     assert "is confident at some positions only" in some and "not peaked" not in some
+    # A teacher without a known truth (the real kit's): its own answers' numbers, no truth.
+    real = {
+        "positions": 1597,
+        "vocab": 49152,
+        "top1_mean": 0.57,
+        "confident_share": 0.22,
+        "top8_mass_by_t": {"1": 0.85, "2": 0.30, "4": 0.014},
+    }
+    llm = said("smollm2-135m-instruct", real)
+    assert "is confident at some positions only" in llm and "at 22 % of the answer" in llm
+    assert (
+        "Its top 8 of its 49,152 tokens keep 85 % of its mass at T = 1, 30 % of its mass at T = 2"
+        in llm
+    )
+    assert "at T = 4 most of the softened target is the long tail" in llm
+    assert "undefined" not in llm and "truth" not in llm
+    flat = said("x", {**real, "confident_share": 0.05, "top8_mass_by_t": {"1": 0.99, "4": 0.9}})
+    assert "is not peaked" in flat and "long tail" not in flat
+    peaked_llm = said("x", {**real, "confident_share": 0.8, "top8_mass_by_t": {"4": 0.004}})
+    assert "is confident:" in peaked_llm and "under 1 % of its mass at T = 4" in peaked_llm
     unknown = said("some-org/some-llm", None)
     assert "How peaked this run's teacher (some-org/some-llm) is, the inspector shows" in unknown
     # Never the old unconditional claim.

@@ -129,6 +129,7 @@ function softenText(name, info) {
       `runner-ups: those that rise well above the uniform share are what the teacher ranks next, the “dark ` +
       `knowledge” a label cannot carry. ${tail} How peaked this run's teacher (${name}) is, the inspector shows.`;
   }
+  if (p.best_t === undefined || p.best_t === null) return realSoftenText(name, p, tail);
   const closest = p.best_t === 1 ? "no T from 1.25 to 8 brings it closer to the truth"
     : `it is closest to the truth at T = ${p.best_t} (KL ${fmt(p.kl_true_best_t, 3)} against ${fmt(p.kl_true_t1, 3)} at T = 1)`;
   // What T lifts is the teacher's own ranking: worth saying when that ranking is off.
@@ -147,6 +148,29 @@ function softenText(name, info) {
   return `This run's teacher, ${name}, ${how}, so at T = 1 it mostly shows its runner-ups already, and ${closest}.` +
     `${ranking} Softening is meant for a peaked teacher, one fine-tuned on one-hot labels such as demo-teacher-finetuned; ` +
     `whether its students gain from it, the built-in experiment measures. ${tail}`;
+}
+
+// A teacher without a known truth (the real kit's): what was measured on its own held-out
+// answers — how often its top token holds ≥ 0.9, and how much of its mass its top 8 keep at
+// each T (on a 49,152-token vocabulary a high T moves most of it into the tail).
+function realSoftenText(name, p, tail) {
+  const share = `${pct(p.confident_share)} of the answer positions it was measured on`;
+  const how = p.confident_share >= 0.5 ? `is confident: its top token holds at least 0.9 at ${share}`
+    : p.confident_share >= 0.1 ? `is confident at some positions only: its top token holds at least 0.9 at ${share}`
+    : `is not peaked: its top token holds at least 0.9 at only ${share}`;
+  const mean = p.top1_mean !== undefined ? ` (${fmt(p.top1_mean, 2)} on its top token on average)` : "";
+  const byT = Object.entries(p.top8_mass_by_t || {}).map(([t, m]) => [Number(t), m]).sort((a, b) => a[0] - b[0]);
+  let mass = "";
+  if (byT.length) {
+    const v = p.vocab ? ` of its ${p.vocab.toLocaleString("en-US")} tokens` : "";
+    mass = ` Its top 8${v} keep ${byT.map(([t, m]) => `${m < 0.01 ? "under 1 %" : pct(m)} of its mass at T = ${t}`).join(", ")}`;
+    const [tHot, mHot] = byT[byT.length - 1];
+    mass += mHot < 0.5 && tHot > 1
+      ? `: at T = ${tHot} most of the softened target is the long tail, not the few runner-ups.`
+      : ".";
+  }
+  return `This run's teacher, ${name}, ${how}${mean}.${mass} Dividing by T > 1 lifts its runner-ups; how far, ` +
+    `and whether the student gains from it, the real kit's experiment measures. ${tail}`;
 }
 
 async function loadTeacherInfo() {
