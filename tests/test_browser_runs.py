@@ -456,3 +456,17 @@ def test_the_runs_table_fits_1280_px_with_a_sweep_row(browser, api_stack):
     _table_fits(page)
     page.screenshot(path="/tmp/helperA/runs-page-1280.png", full_page=True)
     assert not errors, errors
+
+
+def test_the_real_kit_preset_says_how_to_prepare_the_kit_when_missing(browser, api_stack):
+    page, errors = _open_form(browser, api_stack.url)
+    label = page.eval_on_selector("#preset option[value='smollm2-cpu']", "o => o.textContent")
+    assert label.endswith("(not prepared)")
+    page.select_option("#preset", "smollm2-cpu")
+    note = page.text_content("#preset-description")
+    assert "make real" in note and "warning" in page.get_attribute("#preset-description", "class")
+    assert page.input_value("#f-teacher") == "smollm2-135m-instruct"
+    page.select_option("#preset", "demo")  # an available preset drops the warning
+    assert "make real" not in page.text_content("#preset-description")
+    assert "warning" not in (page.get_attribute("#preset-description", "class") or "")
+    assert not errors, errors

@@ -163,7 +163,9 @@ async function loadCatalog() {
   }
   presets = pre.body || [];
   const select = document.getElementById("preset");
-  for (const p of presets) select.append(el("option", { value: p.id }, p.label));
+  // A preset whose models are not on this machine (the real kit before `make real`) is still
+  // listed, marked, and says what to run when chosen.
+  for (const p of presets) select.append(el("option", { value: p.id }, p.available === false ? `${p.label} (not prepared)` : p.label));
   select.addEventListener("change", () => applyPreset(select.value));
   if (presets.length) applyPreset(presets[0].id);
 }
@@ -172,7 +174,9 @@ function applyPreset(id) {
   const p = presets.find((x) => x.id === id);
   if (!p) return;
   fillForm(p.config);
-  document.getElementById("preset-description").textContent = p.description;
+  const note = document.getElementById("preset-description");
+  note.textContent = p.available === false && p.hint ? `${p.description} ${p.hint}` : p.description;
+  note.classList.toggle("warning", p.available === false);
 }
 
 // ---- The sweep builder: lists of T, α, divergence and seed over the form's config.
