@@ -43,6 +43,11 @@ REAL_KIT_HINT = (
     "(or `distillscope models prepare smollm2`) once, then reload this page."
 )
 
+DEMO_KIT_HINT = (
+    "The demo kit is not prepared in this data dir: `make up` prepares it, or run "
+    "`distillscope demo prepare` once, then reload this page."
+)
+
 PRESETS = [
     Preset(
         id="demo",
@@ -95,6 +100,6 @@ def presets_for(settings: Settings) -> list[Preset]:
             catalog.resolve_dataset(p.config["dataset"], settings)
             out.append(p)
         except catalog.CatalogError:
-            hint = REAL_KIT_HINT if p.id.startswith("smollm2") else None
+            hint = REAL_KIT_HINT if p.id.startswith("smollm2") else DEMO_KIT_HINT
             out.append(p.model_copy(update={"available": False, "hint": hint}))
     return out
