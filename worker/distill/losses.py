@@ -146,12 +146,18 @@ def _chunk_terms(
         div = beta * (p * (log_p - log_m)).sum(-1) + (1 - beta) * kl_qm_elem.sum(-1)
         if want_grad:  # dD/dq_j = (1 - beta)(log q_j - log m_j); through the softmax:
             g_u = (1 - beta) * (kl_qm_elem - q * kl_qm_elem.sum(-1, keepdim=True))
-    log_q1 = log_q if temperature == 1 else torch.log_softmax(s, dim=-1)
-    ce = -log_q1.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    # The hard term at T = 1: CE = logsumexp(z_s) - z_s[y], dCE/dz_s = softmax(z_s) - onehot(y).
+    y = y.unsqueeze(-1)
+    if temperature == 1:
+        ce = -log_q.gather(-1, y).squeeze(-1)
+    else:  # one log-sum-exp, not a second (rows x vocab) log-softmax
+        lse = torch.logsumexp(s, dim=-1, keepdim=True)
+        ce = (lse - s.gather(-1, y)).squeeze(-1)
     if not want_grad:
         return div, ce, None, None
-    g_ce = q if temperature == 1 else log_q1.exp()
-    g_ce = g_ce.scatter_add(-1, y.unsqueeze(-1), torch.full_like(ce, -1.0).unsqueeze(-1))
+    # q is not needed past g_u, so at T = 1 it becomes the CE gradient in place.
+    g_ce = q if temperature == 1 else torch.sub(s, lse).exp_()
+    g_ce.scatter_add_(-1, y, torch.full_like(y, -1.0, dtype=g_ce.dtype))
     return div, ce, g_u / temperature, g_ce
 
 
