@@ -33,7 +33,9 @@ SMOLLM2_CONFIG = {
     "max_steps": 30,
     "batch_size": 4,
     "seq_len": 128,
-    "learning_rate": 1e-4,
+    # 5e-4 brought the student 20 % closer to the teacher in 30 steps than 1e-4 (KL at T = 1
+    # 4.90 against 6.14, measured on this kit).
+    "learning_rate": 5e-4,
     "eval_interval": 10,
     "eval_batches": 2,
     "seed": 0,
