@@ -433,7 +433,8 @@ def test_mass_outside_top_k_and_the_tails_share_of_the_kl(bpe_settings, bpe_kit)
         assert block["models"][1]["mass_outside_top_k"] == pytest.approx(
             1 - float(torch.topk(q, 8).values.sum()), abs=1e-5
         )
-        terms = p * (p.log() - q.log())
+        terms = p * (p.log() - q.log()) - p + q  # each token's non-negative part of the KL
+        assert bool((terms >= -1e-12).all())
         mask = torch.ones_like(p, dtype=torch.bool)
         mask[top] = False
         pair = block["vs_first"]["bpe-student"]
@@ -444,6 +445,7 @@ def test_mass_outside_top_k_and_the_tails_share_of_the_kl(bpe_settings, bpe_kit)
         )
         kl = pair["kl_ab"][out["position"]]
         assert pair["kl_ab_outside_share"] == pytest.approx(pair["kl_ab_outside_top_k"] / kl)
+        assert 0 <= pair["kl_ab_outside_share"] <= 1
     # A model against itself: no KL, so no share.
     same = inspect_prompt(
         req.model_copy(update={"models": ["bpe-teacher", "bpe-teacher"]}), bpe_settings

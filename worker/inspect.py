@@ -320,8 +320,10 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
     }  # each (M-1, T)
     top = torch.topk(p, min(req.k, vocab), dim=-1)  # (M, T, k)
     # The part of KL(first_T || other_T) at this position that comes from the tokens outside
-    # the first model's top k at that T (the tail that high-T targets mostly describe).
-    terms = p[0] * (log_p[0] - log_p[1:])  # (M-1, T, V)
+    # the first model's top k at that T (the tail that high-T targets mostly describe). Token
+    # j's part is p_j log(p_j / q_j) - p_j + q_j: never negative, and the parts sum to the KL,
+    # so the share lies in [0, 1] (the same split as the trainer's eval/soft_tail_share).
+    terms = p[0] * (log_p[0] - log_p[1:]) - p[0] + p[1:]  # (M-1, T, V)
     outside = torch.ones_like(p[0], dtype=torch.bool).scatter_(-1, top.indices[0], False)
     kl_outside = (terms * outside).sum(-1).tolist()  # (M-1, T)
     prompt_words = [names[i] for i in ids[1 : position + 1]]  # without <bos>

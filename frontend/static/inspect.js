@@ -224,7 +224,7 @@ function renderStats(out, blocks) {
   const ref = labelOf(out, out.models[0]);
   const k = out.temperatures[0].models[0].top.length;
   const heads = [["T"], ["model"], ["entropy"], ["mass outside top k", `the probability the model puts outside its own top ${k} tokens`],
-    [`KL(${ref} ‖ m)`], [`its share outside top k`, `the part of KL(${ref} ‖ m) at this T that comes from the tokens outside ${ref}'s top ${k} (its tail); the tail's terms can sum below 0 when m gives the tail more than ${ref} does`],
+    [`KL(${ref} ‖ m)`], [`its share outside top k`, `the part of KL(${ref} ‖ m) at this T that comes from the tokens outside ${ref}'s top ${k} (its tail), each token's part counted as p log(p/q) − p + q, which is never negative and sums to the KL`],
     [`KL(m ‖ ${ref})`], ["JS"], ["TV"]];
   for (const [h, title] of heads) head.append(el("th", { title }, h));
   table.tHead.replaceChildren(head);
