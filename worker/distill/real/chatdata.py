@@ -4,6 +4,7 @@ instruction-tuned teacher is on its own answers, and how much of its mass a top 
 rises."""
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -32,6 +33,18 @@ def split(prompts: list[str]) -> tuple[list[int], list[int]]:
     a set of fewer than HOLD_OUT_EVERY prompts still holds one out)."""
     held = set(range(HOLD_OUT_EVERY - 1, len(prompts), HOLD_OUT_EVERY)) or {len(prompts) - 1}
     return [i for i in range(len(prompts)) if i not in held], sorted(held)
+
+
+def trim_unfinished(text: str) -> str:
+    """An answer cut off at max_new_tokens, back to its last sentence or line end when one is
+    in its second half or later: the chat template closes every completion with an end-of-turn
+    token, which after half a sentence would teach the student to stop mid-sentence."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].rstrip() if ends and ends[-1] > len(text) // 2 else text
+
+
+# A sentence's end (not a list number's "2.") or a line's.
+_SENTENCE_END = re.compile(r"(?<![0-9])[.!?](?=\s|$)|\n")
 
 
 def generate(model, tokenizer, prompts: list[str], *, progress: bool = True) -> list[dict]:
@@ -69,6 +82,8 @@ def generate(model, tokenizer, prompts: list[str], *, progress: bool = True) -> 
                 finished = eos in tokens
                 tokens = tokens[: tokens.index(eos)] if finished else tokens
                 text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                if not finished:
+                    text = trim_unfinished(text)
                 out[row] = {"completion": text, "tokens": len(tokens), "finished": finished}
             bar.update(len(rows))
         bar.close()
