@@ -29,20 +29,24 @@ function seedStats(values) {
            half: (Math.max(...values) - Math.min(...values)) / 2, n: values.length };
 }
 
-async function loadExperimentFinals() {
-  const done = runs.filter((r) => r.status === "succeeded" && !(r.id in experimentFinal));
+// The last value of each key for every succeeded run not yet in `finals` (run id -> values);
+// an experiment panel's numbers. Shared with compare-llm.js.
+async function loadFinals(keys, finals) {
+  const done = runs.filter((r) => r.status === "succeeded" && !(r.id in finals));
   if (!done.length) return;
-  const res = await fetch(`/api/metrics?runs=${done.map((r) => r.id).join(",")}&keys=${encodeURIComponent(EXPERIMENT_KEYS.join(","))}&format=columns`);
+  const res = await fetch(`/api/metrics?runs=${done.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys.join(","))}&format=columns`);
   if (!res.ok) return;
   const body = await res.json();
   for (const r of done) {
     const byKey = (body.runs || {})[r.id] || {};
-    experimentFinal[r.id] = Object.fromEntries(EXPERIMENT_KEYS.map((k) => {
+    finals[r.id] = Object.fromEntries(keys.map((k) => {
       const vs = ((byKey[k] || {}).value || []).filter((v) => v !== null);
       return [k, vs.length ? vs[vs.length - 1] : null];
     }));
   }
 }
+
+async function loadExperimentFinals() { await loadFinals(EXPERIMENT_KEYS, experimentFinal); }
 
 // One row per run name (hard labels, then each teacher at each T), with its seeds' numbers.
 function experimentRows() {

@@ -15,20 +15,7 @@ function isLlmExperiment() {
   return (new URLSearchParams(window.location.search).get("experiment") || "").startsWith("smollm2-");
 }
 
-async function loadLlmFinals() {
-  const done = runs.filter((r) => r.status === "succeeded" && !(r.id in llmFinal));
-  if (!done.length) return;
-  const res = await fetch(`/api/metrics?runs=${done.map((r) => r.id).join(",")}&keys=${encodeURIComponent(LLM_KEYS.join(","))}&format=columns`);
-  if (!res.ok) return;
-  const body = await res.json();
-  for (const r of done) {
-    const byKey = (body.runs || {})[r.id] || {};
-    llmFinal[r.id] = Object.fromEntries(LLM_KEYS.map((k) => {
-      const vs = ((byKey[k] || {}).value || []).filter((v) => v !== null);
-      return [k, vs.length ? vs[vs.length - 1] : null];
-    }));
-  }
-}
+async function loadLlmFinals() { await loadFinals(LLM_KEYS, llmFinal); }
 
 // One row per run: its T (null for hard labels), status and final numbers (or null).
 function llmRows() {

@@ -12,6 +12,19 @@ from backend.services import sweeps as sweep_service
 experiment_router = APIRouter(prefix="/api/experiments", tags=["runs"])
 
 
+def _queued_experiment(session, tag: str, runs: list) -> dict:
+    """Commit an experiment's runs, queue them, and say where to watch them."""
+    session.commit()
+    enqueue_all(session, runs)
+    ids = ",".join(str(r.id) for r in runs)
+    return {
+        "tag": tag,
+        "sweep_id": runs[0].sweep_id,
+        "runs": [r.id for r in runs],
+        "compare_url": f"/compare?runs={ids}&group=name&smooth=0&experiment={tag}",
+    }
+
+
 @experiment_router.post(
     "/temperature", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep]
 )
@@ -25,15 +38,7 @@ def start_temperature_experiment(
     tag, runs = create_experiment(
         session=session, settings=settings, options=req or ExperimentRequest()
     )
-    session.commit()
-    enqueue_all(session, runs)
-    ids = ",".join(str(r.id) for r in runs)
-    return {
-        "tag": tag,
-        "sweep_id": runs[0].sweep_id,
-        "runs": [r.id for r in runs],
-        "compare_url": f"/compare?runs={ids}&group=name&smooth=0&experiment={tag}",
-    }
+    return _queued_experiment(session, tag, runs)
 
 
 @experiment_router.post("/smollm2", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
@@ -46,20 +51,10 @@ def start_smollm2_experiment(
     from backend.services.experiment import KitMissing, create_llm_experiment
 
     try:
-        tag, runs = create_llm_experiment(
-            session=session, settings=settings, options=req
-        )
+        tag, runs = create_llm_experiment(session=session, settings=settings, options=req)
     except KitMissing as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
-    session.commit()
-    enqueue_all(session, runs)
-    ids = ",".join(str(r.id) for r in runs)
-    return {
-        "tag": tag,
-        "sweep_id": runs[0].sweep_id,
-        "runs": [r.id for r in runs],
-        "compare_url": f"/compare?runs={ids}&group=name&smooth=0&experiment={tag}",
-    }
+    return _queued_experiment(session, tag, runs)
 
 
 sweep_router = APIRouter(prefix="/api/sweeps", tags=["runs"])
