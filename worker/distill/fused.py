@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from worker.distill.losses import LossOutput, _check, _chunk_terms, _chunks
+from worker.distill.losses import LossOutput, _check, _chunk_terms, _chunks, real_rows
 
 # Rows per chunk: about this many float32 elements per (chunk x vocab) logits tensor. Large
 # enough that each chunk's three matmuls amortise reading the heads (49,152 x 576 floats on
@@ -194,15 +194,7 @@ def hidden_distillation_loss(
     _check(meta, meta, labels, temperature, alpha, divergence, beta, chunk_size)
     h_s = student_hidden.reshape(-1, student_hidden.shape[-1])
     h_t = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
-    flat_labels = labels.reshape(-1)
-    mask = flat_labels != ignore_index
-    rows = mask.nonzero().squeeze(1)  # host sync: the number of real tokens sizes the loop
-    safe_labels = torch.where(mask, flat_labels, 0)
-    if bool(((safe_labels < 0) | (safe_labels >= vocab)).any()):
-        raise ValueError(f"labels must be in [0, {vocab}) or equal ignore_index={ignore_index}")
-    n_real = rows.numel()
-    denom = n_real if num_tokens is None else num_tokens
-    denom = torch.as_tensor(denom, dtype=torch.float32, device=h_s.device).clamp_min(1.0)
+    rows, safe_labels, n_real, denom = real_rows(labels, vocab, ignore_index, num_tokens)
     args = _Args(
         float(temperature),
         float(alpha),

@@ -249,6 +249,23 @@ class _FusedDistillation(torch.autograd.Function):
         return out, None, None, None, None, None, None, None, None, None
 
 
+def real_rows(
+    labels: Tensor, vocab: int, ignore_index: int, num_tokens: "int | Tensor | None"
+) -> tuple[Tensor, Tensor, int, Tensor]:
+    """The flat indices of the real (non-ignored) positions, the labels with ignored ones set
+    to 0, their count, and N (`num_tokens`, else that count; at least 1) as a float32 tensor."""
+    flat_labels = labels.reshape(-1)
+    mask = flat_labels != ignore_index
+    rows = mask.nonzero().squeeze(1)  # host sync: the number of real tokens sizes the loop
+    safe_labels = torch.where(mask, flat_labels, 0)
+    if bool(((safe_labels < 0) | (safe_labels >= vocab)).any()):
+        raise ValueError(f"labels must be in [0, {vocab}) or equal ignore_index={ignore_index}")
+    n_real = rows.numel()
+    denom = n_real if num_tokens is None else num_tokens
+    denom = torch.as_tensor(denom, dtype=torch.float32, device=labels.device).clamp_min(1.0)
+    return rows, safe_labels, n_real, denom
+
+
 # Rows per chunk: about this many float32 elements per (chunk x vocab) temporary. On a CPU,
 # small enough to stay in cache; on a GPU, large enough that kernel launches do not dominate
 # while the workspace (about ten such temporaries) stays a small fraction of a naive loss's.
@@ -289,15 +306,7 @@ def distillation_loss(
         )
     else:
         teacher = teacher_logits.detach().reshape(-1, vocab)
-    flat_labels = labels.reshape(-1)
-    mask = flat_labels != ignore_index
-    rows = mask.nonzero().squeeze(1)  # host sync: the number of real tokens sizes the loop
-    safe_labels = torch.where(mask, flat_labels, 0)
-    if bool(((safe_labels < 0) | (safe_labels >= vocab)).any()):
-        raise ValueError(f"labels must be in [0, {vocab}) or equal ignore_index={ignore_index}")
-    n_real = rows.numel()
-    denom = n_real if num_tokens is None else num_tokens
-    denom = torch.as_tensor(denom, dtype=torch.float32, device=student.device).clamp_min(1.0)
+    rows, safe_labels, n_real, denom = real_rows(labels, vocab, ignore_index, num_tokens)
     total, soft, hard = _FusedDistillation.apply(
         student,
         teacher,
