@@ -45,11 +45,9 @@ function llmText(rows) {
       (soft.length > 1 && kl(worst) > 1.1 * kl(best) ? `, ${(kl(worst) / kl(best)).toFixed(1)}× closer than T = ${worst.t}.` : soft.length > 1 ? ", though T barely changed it." : "."));
     if (hard) {
       const h = kl(hard);
-      first.push(kl(best) < 0.9 * h
-        ? `Trained on the teacher's answers alone (hard labels: sequence-level KD) it ends ${num(h)}: the soft targets brought it ${(h / kl(best)).toFixed(1)}× closer.`
-        : kl(best) > 1.1 * h
-          ? `Trained on the teacher's answers alone (hard labels: sequence-level KD) it ends ${num(h)}, closer than any soft run on this budget.`
-          : `Trained on the teacher's answers alone (hard labels: sequence-level KD) it ends about the same, ${num(h)}.`);
+      first.push(`Trained on the teacher's answers alone (hard labels: sequence-level KD) it ends ${num(h)}; ` +
+        `the closest soft run is ${versus(h, kl(best))}` +
+        (kl(best) > 1.1 * h ? ": on this budget the labels alone got closer." : "."));
     }
     const agree = soft.filter((r) => r.v["eval/top1_agreement"] !== null);
     if (agree.length) first.push(`Its top token matches the teacher's at ${agree.map((r) => `${pct(r.v["eval/top1_agreement"])} (T = ${r.t})`).join(", ")} of held-out positions${hard && hard.v["eval/top1_agreement"] !== null ? `, ${pct(hard.v["eval/top1_agreement"])} with hard labels` : ""}.`);

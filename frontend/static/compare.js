@@ -39,7 +39,8 @@ function label(run) { return plotlyLabel(runTitle(run)); }  // for Plotly, which
 function drawCharts() {
   const box = document.getElementById("compare-charts");
   box.replaceChildren();
-  const divs = KEYS.map(([key]) => {
+  const keys = shownKeys();
+  const divs = keys.map(([key]) => {
     const card = el("div", { class: "card chart-card" });
     const div = el("div", { class: "chart", id: `cmp-${key.replace("/", "-")}` });
     card.append(div);
@@ -47,7 +48,7 @@ function drawCharts() {
     return div;
   });
   // Resolves once every chart is drawn (init marks the page ready on it).
-  return Promise.all(KEYS.map(([key, title], ki) => {
+  return Promise.all(keys.map(([key, title], ki) => {
     const traces = state.group ? groupTraces(key) : runTraces(key);
     return Plotly.newPlot(divs[ki], traces, {
       title: { text: title, font: { size: 14 } }, height: 320, margin: { l: 55, r: 10, t: 40, b: 80 },
@@ -55,6 +56,14 @@ function drawCharts() {
       yaxis: { type: state.logy ? "log" : "linear" }, legend: { orientation: "h", y: -0.3, traceorder: "normal" },
     }, { responsive: true, displaylogo: false });
   }));
+}
+
+// The metrics charted and summarised: all of them, except the demo language's KL to the truth
+// once the runs have held-out numbers but none of that one (runs on real data have no truth).
+function shownKeys() {
+  const has = (key) => runs.some((r) => ((metrics[r.id] || {})[key] || []).length);
+  const evaluated = KEYS.some(([key]) => key.startsWith("eval/") && has(key));
+  return KEYS.filter(([key]) => key !== "eval/kl_true" || has(key) || !evaluated);
 }
 
 // A run's series as drawn: x per the x-axis, y smoothed (eval metrics are few and not smoothed).
@@ -129,7 +138,7 @@ function drawSummary() {
   table.tHead.replaceChildren(head);
   const body = table.tBodies[0];
   body.replaceChildren();
-  for (const [key, title, better] of KEYS) {
+  for (const [key, title, better] of shownKeys()) {
     const row = el("tr");
     row.append(el("th", {}, title));
     for (const run of runs) {
