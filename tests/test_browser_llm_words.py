@@ -104,3 +104,21 @@ def test_runs_on_real_data_get_no_empty_truth_chart(page):
     demo = page.evaluate(keys, [{"1": {"eval/kl_teacher": point, "eval/kl_true": point}}])
     assert "eval/kl_true" in demo and len(demo) == 8
     assert len(page.evaluate(keys, [{"1": {"train/loss": point}}])) == 8
+
+
+def test_the_teachers_top1_histogram_is_drawn_from_its_profile(page):
+    profile = {"top1_histogram": {"edges": [0, 0.5, 1.0], "counts": [30, 10]}}
+    bars = page.evaluate(
+        """async (profile) => {
+        const real = api;
+        api = async () => ({ body: [{ name: "smollm2-135m-instruct", profile }] });
+        teacherHistogramDrawn = false;
+        try { await drawTeacherHistogram("smollm2-135m-instruct"); } finally { api = real; }
+        const node = document.getElementById("llm-histogram");
+        return { hidden: node.hidden, x: node.data[0].x, y: node.data[0].y,
+                 title: node.layout.title.text };
+        }""",
+        profile,
+    )
+    assert not bars["hidden"] and bars["x"] == ["0.0–0.5", "0.5–1.0"]
+    assert bars["y"] == [0.75, 0.25] and "40 held-out answer tokens" in bars["title"]

@@ -105,10 +105,36 @@ async function drawLlmExperiment() {
   document.getElementById("llm-explainer").replaceChildren(
     ...llmText(rows).map((sentences) => el("p", {}, sentences.join(" "))));
   const teacher = runs.length && runs[0].config ? runs[0].config.teacher : "smollm2-135m-instruct";
+  await drawTeacherHistogram(teacher);
   const student = rows.filter((r) => !r.hard && r.status === "succeeded").sort((a, b) => b.t - a.t)[0];
   const link = document.getElementById("llm-inspect");
   link.hidden = !student;
   if (student) {
     link.href = `/inspect?models=${encodeURIComponent(`${teacher},run:${student.id}`)}&prompt=${encodeURIComponent("What is the capital of France?")}&chat=1&temperatures=1,4&k=8&t=4`;
   }
+}
+
+// How peaked is an instruction-tuned teacher, really? The kit measured its top-1 probability at
+// every held-out answer token (teacher forced) and kept the histogram in its profile.
+let teacherHistogramDrawn = false;
+async function drawTeacherHistogram(teacher) {
+  if (teacherHistogramDrawn) return;
+  const res = await api("/api/models");
+  const info = (res.body || []).find((m) => m.name === teacher);
+  const h = info && info.profile && info.profile.top1_histogram;
+  if (!h || !h.counts || !h.edges) return;
+  teacherHistogramDrawn = true;
+  const total = h.counts.reduce((a, b) => a + b, 0) || 1;
+  const labels = h.counts.map((_, i) => `${h.edges[i].toFixed(1)}–${h.edges[i + 1].toFixed(1)}`);
+  const node = document.getElementById("llm-histogram");
+  node.hidden = false;
+  await Plotly.newPlot(node, [{
+    type: "bar", x: labels, y: h.counts.map((c) => c / total), marker: { color: "#1f77b4" },
+    hovertemplate: "top-1 probability %{x}: %{y:.1%} of positions<extra></extra>",
+  }], {
+    title: { text: plotlyLabel(`${teacher}: its top token's probability at each of ${total.toLocaleString("en-US")} held-out answer tokens (T = 1)`), font: { size: 14 } },
+    height: 300, margin: { l: 55, r: 10, t: 40, b: 50 },
+    xaxis: { title: { text: "probability of the teacher's top token" } },
+    yaxis: { title: { text: "share of positions" }, tickformat: ".0%" },
+  }, { responsive: true, displaylogo: false });
 }
