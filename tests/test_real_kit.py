@@ -126,3 +126,46 @@ def test_an_answer_cut_at_the_token_limit_ends_at_its_last_sentence():
     )
     assert trim_unfinished("no sentence end at all") == "no sentence end at all"
     assert trim_unfinished("Steps:\n1. Mix\n2. Bake the") == "Steps:\n1. Mix"
+
+
+def test_a_short_run_and_an_inspection_on_the_real_pair(real_kit_dir):
+    """The CPU preset's models, data and loss path for three steps (the hidden-state loss at a
+    49,152-token vocabulary), and one chat inspection of teacher and student."""
+    from backend.schemas import InspectRequest, RunConfig
+    from backend.services.presets import SMOLLM2_CONFIG
+    from worker.distill.loggers import ListLogger
+    from worker.distill.setup import build_recipe
+    from worker.inspect import inspect_prompt
+
+    settings = Settings(data_dir=real_kit_dir)
+    cfg = RunConfig.model_validate(
+        {
+            **SMOLLM2_CONFIG,
+            "max_steps": 3,
+            "batch_size": 2,
+            "seq_len": 96,
+            "eval_interval": 3,
+            "eval_batches": 1,
+        }
+    )
+    logger = ListLogger()
+    recipe = build_recipe(cfg, settings, logger=logger, device=torch.device("cpu"))
+    assert recipe.loss_impl == "hidden"
+    last = recipe.train()
+    assert sorted({step for step, _, _ in logger.rows}) == [1, 2, 3]
+    for key in ("train/soft_loss", "train/hard_loss", "eval/kl_teacher", "eval/soft_tail_share"):
+        assert key in last and last[key] == last[key] and last[key] >= 0, key  # finite, not NaN
+    assert 0 <= last["eval/teacher_top1_prob"] <= 1
+
+    req = InspectRequest(
+        models=[kit.TEACHER, kit.STUDENT_L10],
+        prompt="What is the capital of France?",
+        temperatures=[1.0, 4.0],
+        k=8,
+        chat=True,
+    )
+    out = inspect_prompt(req, settings)
+    assert out["chat"] and out["tokens"][-2:] == ["istant", "\n"]  # after "<|im_start|>assistant\n"
+    assert out["vocab_size"] == 49152 and not any("Ġ" in t or "Ċ" in t for t in out["tokens"])
+    teacher_t4 = out["temperatures"][1]["models"][0]
+    assert teacher_t4["mass_outside_top_k"] > 0.9  # at T = 4 the top 8 keep under 10 %
