@@ -349,6 +349,7 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
         out = list(blank)
         out[position] = value
         return out
+
     per_t = []
     for ti, temperature in enumerate(req.temperatures):
         models = [
