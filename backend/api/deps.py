@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, status
+from fastapi import Depends, Header, HTTPException, Path, Query, status
 from sqlalchemy.orm import Session
 
 from backend.db.session import new_session
@@ -29,3 +29,15 @@ def require_token(settings: SettingsDep, authorization: str | None = Header(defa
 
 
 TokenDep = Depends(require_token)
+
+
+# The largest id or step every supported database holds: PostgreSQL's `integer` (SQLite's is
+# 2**63 - 1). Beyond it a query fails in the database, so such a number is a 422 up front.
+MAX_DB_INT = 2**31 - 1
+RunId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="A run's id.")]
+SweepId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="A sweep's id.")]
+
+
+def step_query(default=None, *, ge: int = 0, description: str | None = None):
+    """A step number in a query string, bounded by what the databases hold."""
+    return Query(default, ge=ge, le=MAX_DB_INT, description=description)

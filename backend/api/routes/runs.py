@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, s
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from backend.api.deps import SessionDep, SettingsDep, TokenDep
+from backend.api.deps import MAX_DB_INT, RunId, SessionDep, SettingsDep, TokenDep, step_query
 from backend.db.models import RunStatus
 from backend.db.session import new_session
 from backend.queue import enqueue_training
@@ -54,7 +54,9 @@ def list_runs(
         max_length=200,
         description="Text in the name, note, tags, teacher, student, dataset or divergence.",
     ),
-    sweep: int | None = Query(None, ge=1, description="Only the runs of this sweep."),
+    sweep: int | None = Query(
+        None, ge=1, le=MAX_DB_INT, description="Only the runs of this sweep."
+    ),
     sort: SortKey = Query("-id", description="Field to sort by; a leading '-' sorts descending."),
     limit: int = Query(500, ge=1, le=5000),
     offset: int = Query(0, ge=0),
@@ -94,7 +96,7 @@ def _get_or_404(session, run_id: int):
 
 
 @router.post("/{run_id}/cancel", dependencies=[TokenDep])
-def cancel_run(run_id: int, session: SessionDep) -> RunPublic:
+def cancel_run(run_id: RunId, session: SessionDep) -> RunPublic:
     """Cancel a run: a queued one at once, a running one at its next step."""
     run = _get_or_404(session, run_id)
     try:
@@ -106,7 +108,7 @@ def cancel_run(run_id: int, session: SessionDep) -> RunPublic:
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[TokenDep])
-def delete_run(run_id: int, session: SessionDep, settings: SettingsDep) -> None:
+def delete_run(run_id: RunId, session: SessionDep, settings: SettingsDep) -> None:
     """Delete an ended run with its points and artifacts (checkpoints, final model)."""
     run = _get_or_404(session, run_id)
     try:
@@ -118,13 +120,13 @@ def delete_run(run_id: int, session: SessionDep, settings: SettingsDep) -> None:
 
 
 @router.get("/{run_id}")
-def get_run(run_id: int, session: SessionDep) -> RunPublic:
+def get_run(run_id: RunId, session: SessionDep) -> RunPublic:
     """One run: config, status, progress, error text, latest metric values."""
     return RunPublic.from_orm_run(_get_or_404(session, run_id))
 
 
 @router.patch("/{run_id}", dependencies=[TokenDep])
-def update_run(run_id: int, changes: RunUpdate, session: SessionDep) -> RunPublic:
+def update_run(run_id: RunId, changes: RunUpdate, session: SessionDep) -> RunPublic:
     """Rename a run, replace its tags or set its note (an empty note clears it)."""
     run = _get_or_404(session, run_id)
     service.update_run(session=session, run=run, changes=changes.model_dump(exclude_unset=True))
@@ -133,7 +135,7 @@ def update_run(run_id: int, changes: RunUpdate, session: SessionDep) -> RunPubli
 
 
 @router.get("/{run_id}/checkpoints")
-def list_checkpoints(run_id: int, session: SessionDep, settings: SettingsDep) -> dict:
+def list_checkpoints(run_id: RunId, session: SessionDep, settings: SettingsDep) -> dict:
     """The steps at which the run's student can be inspected (`run:<id>@<step>`), and whether
     its final student exists (`run:<id>`)."""
     run = _get_or_404(session, run_id)
@@ -162,12 +164,12 @@ MaxPointsQuery = Query(
 
 @router.get("/{run_id}/metrics", response_model=MetricsPublic)
 def get_metrics(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     keys: list[str] | None = KeysQuery,
-    after_step: int | None = Query(None, ge=-1),
-    start_step: int | None = Query(None, ge=0),
-    end_step: int | None = Query(None, ge=0),
+    after_step: int | None = step_query(None, ge=-1),
+    start_step: int | None = step_query(None),
+    end_step: int | None = step_query(None),
     max_points: int | None = MaxPointsQuery,
 ) -> JSONResponse:
     """Per key, the run's points as (step, value, time, flag) in step order."""
@@ -186,21 +188,35 @@ def get_metrics(
     return JSONResponse({"run_id": run_id, "metrics": data})
 
 
-def _existing_run_id(run_id: int, session: SessionDep) -> int:
+def _existing_run_id(run_id: RunId, session: SessionDep) -> int:
     _get_or_404(session, run_id)
     return run_id
+
+
+def _last_event_step(
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+) -> int | None:
+    """The step a reconnecting client saw last (its Last-Event-ID: an id we sent), checked
+    before the stream starts, so that a bad one is a 422 and not a broken stream."""
+    if not last_event_id:
+        return None
+    if not (last_event_id.isascii() and last_event_id.isdigit()) or int(last_event_id) > MAX_DB_INT:
+        raise HTTPException(
+            422, f"Last-Event-ID must be a step number (0 to {MAX_DB_INT}), got {last_event_id!r}"
+        )
+    return int(last_event_id)
 
 
 @router.get("/{run_id}/stream", response_class=EventSourceResponse)
 async def stream(
     run_id: Annotated[int, Depends(_existing_run_id)],
     request: Request,
-    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-    after_step: int = Query(0, ge=0),
+    last_step: Annotated[int | None, Depends(_last_event_step)],
+    after_step: int = step_query(0),
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: `points` events (id = last step sent; a reconnecting client resumes
     from Last-Event-ID), a `status` event when the run's status changes, and a final `done`."""
-    cursor = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_step
+    cursor = after_step if last_step is None else last_step
 
     def poll(after: int):
         with new_session() as session:
@@ -235,8 +251,8 @@ def compare_metrics(
     session: SessionDep,
     runs: list[str] = Query(..., description="Run ids, repeated or comma-separated."),
     keys: list[str] | None = KeysQuery,
-    start_step: int | None = Query(None, ge=0),
-    end_step: int | None = Query(None, ge=0),
+    start_step: int | None = step_query(None),
+    end_step: int | None = step_query(None),
     max_points: int | None = MaxPointsQuery,
     format: Literal["points", "columns"] = Query(
         "points",
@@ -249,6 +265,8 @@ def compare_metrics(
         ids = [int(r) for r in _split(runs) or []]
     except ValueError:
         raise HTTPException(422, "runs must be integer run ids") from None
+    if any(not 1 <= i <= MAX_DB_INT for i in ids):
+        raise HTTPException(422, f"runs: run ids are between 1 and {MAX_DB_INT}")
     if not ids or len(ids) > MAX_COMPARED:
         raise HTTPException(422, f"runs: give between 1 and {MAX_COMPARED} run ids")
     out = {}

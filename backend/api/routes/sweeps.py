@@ -3,7 +3,7 @@ which is a sweep on the demo kit. The logic lives in backend/services/."""
 
 from fastapi import APIRouter, HTTPException, status
 
-from backend.api.deps import SessionDep, SettingsDep, TokenDep
+from backend.api.deps import SessionDep, SettingsDep, SweepId, TokenDep
 from backend.api.routes.runs import enqueue_all
 from backend.schemas import ExperimentRequest, SweepPublic, SweepRequest
 from backend.services import runs as service
@@ -83,7 +83,7 @@ def create_sweep(req: SweepRequest, session: SessionDep, settings: SettingsDep) 
 
 
 @sweep_router.get("/{sweep_id}")
-def get_sweep(sweep_id: int, session: SessionDep) -> SweepPublic:
+def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepPublic:
     found = sweep_service.get_sweeps(session=session, ids={sweep_id})
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} not found")
