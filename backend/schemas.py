@@ -10,6 +10,9 @@ Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
 # A tag: no commas (the forms separate tags with them), no leading space, at most 64 characters.
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,\s][^,]*$")]
 MAX_TAGS = 32
+# A run's smallest T: below it logits / T overflow float32 for ordinary logits (T = 1e-300 gave
+# an all-NaN run), and nothing is learned that T = 0.05 does not show.
+MIN_TEMPERATURE = 0.05
 
 
 class RunConfig(BaseModel):
@@ -31,9 +34,10 @@ class RunConfig(BaseModel):
     dataset: str = Field(min_length=1, max_length=500)
     temperature: float = Field(
         default=2.0,
-        gt=0,
+        ge=MIN_TEMPERATURE,
         le=100,
-        description="Softmax temperature T of the soft loss (both teacher and student).",
+        description="Softmax temperature T of the soft loss (both teacher and student), from "
+        "0.05 to 100.",
     )
     alpha: float = Field(
         default=0.5,
@@ -210,7 +214,7 @@ class SweepGrid(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    temperature: list[Annotated[float, Field(gt=0, le=100)]] = Field(
+    temperature: list[Annotated[float, Field(ge=MIN_TEMPERATURE, le=100)]] = Field(
         default_factory=list, max_length=16
     )
     alpha: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=list, max_length=16)

@@ -44,8 +44,8 @@ def test_create_returns_201_with_the_run(client):
 @pytest.mark.parametrize(
     ("field", "value", "says"),
     [
-        ("temperature", 0, "greater than 0"),
-        ("temperature", -1.5, "greater than 0"),
+        ("temperature", 0, "greater than or equal to 0.05"),
+        ("temperature", -1.5, "greater than or equal to 0.05"),
         ("alpha", 1.5, "less than or equal to 1"),
         ("alpha", -0.1, "greater than or equal to 0"),
         ("max_steps", 0, "greater than or equal to 1"),

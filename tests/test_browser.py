@@ -30,7 +30,7 @@ def test_launch_demo_preset_and_watch_the_chart_grow(browser, stack):
     page.fill("#f-temperature", "0")
     page.click("#launch-button")
     page.wait_for_selector("#err-temperature:not(:empty)")
-    assert "greater than 0" in page.text_content("#err-temperature")
+    assert "greater than or equal to 0.05" in page.text_content("#err-temperature")
     page.fill("#f-temperature", "2")  # back to the preset's value
     page.click("#launch-button")
     page.wait_for_url("**/runs/*")

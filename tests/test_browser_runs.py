@@ -148,7 +148,7 @@ def test_sweep_builder_launches_one_run_per_combination(browser, stack):
     assert page.text_content("#sweep-button") == "Launch sweep (4 runs)"
     page.click("#sweep-button")  # T = 0 is refused next to the list, nothing is stored
     page.wait_for_selector("#serr-temperature:not(:empty)")
-    assert "greater than 0" in page.text_content("#serr-temperature")
+    assert "greater than or equal to 0.05" in page.text_content("#serr-temperature")
     # A base field's error goes next to that field in the form above.
     page.fill("#s-temperature", "1, 4")
     page.fill("#f-alpha", "2")

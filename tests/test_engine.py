@@ -463,3 +463,26 @@ def test_bfloat16_on_a_gpu_without_it_is_refused(monkeypatch):
     with pytest.raises(ValueError, match=r"this GPU \(Tesla T4-like\) cannot run bfloat16"):
         resolve_dtype("bfloat16", cuda)
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_a_loss_that_turns_non_finite_fails_the_run_saying_where(tiny_kit, monkeypatch):
+    from worker.distill.trainer import DistillationRecipe, NonFiniteLoss
+
+    real = DistillationRecipe.train_step
+
+    def poisoned(self, index):
+        metrics = real(self, index)
+        if index >= 2:  # from step 3 on
+            metrics["train/loss"] = torch.tensor(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(DistillationRecipe, "train_step", poisoned)
+    with pytest.raises(NonFiniteLoss, match="became nan at step 3"):
+        _run(tiny_kit, steps=6)
+
+
+@pytest.mark.parametrize("t", [1e-300, 0.01, 0.0])
+def test_a_temperature_below_its_floor_is_refused(t):
+    with pytest.raises(ValueError, match="temperature"):
+        RunConfig(teacher="a", student="b", dataset="c", temperature=t)
+    assert RunConfig(teacher="a", student="b", dataset="c", temperature=0.05).temperature == 0.05

@@ -108,7 +108,7 @@ def test_a_sweep_queues_one_run_per_combination(client):
 @pytest.mark.parametrize(
     ("body", "loc", "says"),
     [
-        ({"grid": {"temperature": [1, 0]}}, ["body", "grid", "temperature", 1], "greater than 0"),
+        ({"grid": {"temperature": [1, 0]}}, ["body", "grid", "temperature", 1], "greater than or equal to 0.05"),
         ({"grid": {"alpha": [0.5, 0.5]}}, ["body", "grid", "alpha"], "each value once"),
         ({"grid": {"divergence": ["kl"]}}, ["body", "grid", "divergence", 0], "forward_kl"),
         ({"grid": {"colour": [1]}}, ["body", "grid", "colour"], "Extra inputs"),

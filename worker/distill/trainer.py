@@ -59,6 +59,10 @@ class Cancelled(Exception):
     """Raised when `should_stop` asks the loop to end early."""
 
 
+class NonFiniteLoss(ArithmeticError):
+    """The training loss became NaN or infinite: the run fails and says at which step."""
+
+
 class DistillationRecipe:
     def __init__(
         self,
@@ -328,6 +332,20 @@ class DistillationRecipe:
             if extra and i == len(pending) - 1:
                 points.update(extra)
             self.logger.log(points, step)
+        # A loss that turned NaN or infinite ends the run (its points are logged first, flagged,
+        # so the page shows where); it never ends "succeeded" with nothing learned.
+        for i, (step, _) in enumerate(pending):
+            row = dict(zip(keys, values[i], strict=True))
+            if not math.isfinite(row["train/loss"]):
+                parts = ", ".join(
+                    f"{k.removeprefix('train/')} {row[k]:.4g}"
+                    for k in ("train/soft_loss", "train/hard_loss")
+                    if k in row
+                )
+                raise NonFiniteLoss(
+                    f"the training loss became {row['train/loss']} at step {step} ({parts}): "
+                    "try a lower learning_rate, or a temperature nearer 1"
+                )
         return points
 
     # ---------------------------------------------------------------- evaluate
