@@ -29,21 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.schemas import RunConfig  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from worker.distill.data import DistillData, Split, load_dataset  # noqa: E402
+from worker.distill.loggers import NullLogger  # noqa: E402
 from worker.distill.losses import distillation_loss  # noqa: E402
 from worker.distill.trainer import DistillationRecipe  # noqa: E402
 
 V, TOKENS = 32_000, 4_096
-
-
-class NullLogger:
-    def log(self, points, step):
-        pass
-
-    def flush(self):
-        return True
-
-    def close(self):
-        pass
 
 
 def _sync(device: torch.device) -> None:

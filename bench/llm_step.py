@@ -46,23 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.schemas import RunConfig  # noqa: E402
 from worker.distill.data import DistillData, Split, batch_at  # noqa: E402
 from worker.distill.fused import final_hidden, head_of, hidden_distillation_loss  # noqa: E402
+from worker.distill.loggers import NullLogger  # noqa: E402
 from worker.distill.losses import distillation_loss  # noqa: E402
 from worker.distill.trainer import DistillationRecipe  # noqa: E402
 
 VOCAB, WIDTH, BATCH, SEQ = 49_152, 576, 8, 512
 TOKENS = BATCH * SEQ
 TEACHER_LAYERS, STUDENT_LAYERS = 30, 10
-
-
-class NullLogger:
-    def log(self, points, step):
-        pass
-
-    def flush(self):
-        return True
-
-    def close(self):
-        pass
 
 
 def smollm2_shaped(layers: int, seed: int):

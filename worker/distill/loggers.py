@@ -32,3 +32,16 @@ class ListLogger:
 
     def series(self, key: str) -> list[tuple[int, float]]:
         return [(s, v) for s, k, v in self.rows if k == key]
+
+
+class NullLogger:
+    """Drops every point (the benchmarks time the loop, not its storage)."""
+
+    def log(self, points: dict[str, float], step: int) -> None:
+        pass
+
+    def flush(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
