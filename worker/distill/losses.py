@@ -166,10 +166,12 @@ def _topk_teacher_log_probs(t: TopKLogits, log_q: Tensor, temperature: float) ->
     other tokens in proportion to the student's own probabilities (see TopKLogits)."""
     vocab, k = log_q.shape[-1], t.values.shape[-1]
     n_tail = vocab - k
-    v = t.values.float() / temperature
+    # Clamped at -1e30 as the dense path's logits are: a tail of mass 0 (its logits all -inf,
+    # tail_lse = -inf) would otherwise give log p = -inf, and p * log p a NaN soft loss.
+    v = t.values.float().clamp(min=-1e30) / temperature
     # Tail weight at T if its n_tail logits were equal: n * exp((lse - log n) / T).
     log_n = math.log(n_tail)
-    tail = log_n + (t.tail_lse.float() - log_n) / temperature
+    tail = log_n + (t.tail_lse.float().clamp(min=-1e30) - log_n) / temperature
     lse = torch.logaddexp(torch.logsumexp(v, dim=-1), tail)
     idx = t.indices.long()
     log_q_tail = torch.logsumexp(log_q.scatter(-1, idx, float("-inf")), dim=-1)
