@@ -87,6 +87,9 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             proc.wait()
 
 
+MAX_RESTARTS_PER_MINUTE = 5  # a worker that dies more often than this is broken, not unlucky
+
+
 def up(host: str, port: int, data_dir: str | None) -> int:
     """Migrate, prepare the demo kit if missing, start api + worker, wait for Ctrl-C."""
     _apply_data_dir(data_dir)
@@ -109,14 +112,14 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     t0 = time.perf_counter()
     # Children get their own session so a terminal Ctrl-C reaches only this supervisor,
     # which then stops them in order.
-    procs = {
-        "api": subprocess.Popen(api_command(host, port), start_new_session=True),
+    commands = {
+        "api": api_command(host, port),
         # One worker per queue: an inspection never waits behind a training run.
-        "worker": subprocess.Popen(worker_command("train", "WARNING"), start_new_session=True),
-        "inspect-worker": subprocess.Popen(
-            worker_command("inspect", "WARNING"), start_new_session=True
-        ),
+        "worker": worker_command("train", "WARNING"),
+        "inspect-worker": worker_command("inspect", "WARNING"),
     }
+    procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
+    restarts: dict[str, list[float]] = {name: [] for name in commands}
     stopping = False
 
     def on_signal(_sig, _frame):
@@ -137,10 +140,29 @@ def up(host: str, port: int, data_dir: str | None) -> int:
             flush=True,
         )
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}", file=sys.stderr)
+            for name, proc in list(procs.items()):
+                if proc.poll() is None or stopping:
+                    continue
+                if name == "api":
+                    print(f"the api exited with code {proc.returncode}", file=sys.stderr)
                     return proc.returncode or 1
+                # A worker died (killed, out of memory): start another. The api's sweeper
+                # queues the run it held again, and the new worker resumes it.
+                now = time.monotonic()
+                restarts[name] = [t for t in restarts[name] if now - t < 60] + [now]
+                if len(restarts[name]) > MAX_RESTARTS_PER_MINUTE:
+                    print(
+                        f"{name} exited {len(restarts[name])} times within a minute "
+                        f"(last code {proc.returncode}); giving up: see the messages above",
+                        file=sys.stderr,
+                    )
+                    return proc.returncode or 1
+                print(
+                    f"{name} exited with code {proc.returncode}; starting it again",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                procs[name] = subprocess.Popen(commands[name], start_new_session=True)
             time.sleep(0.3)
         print("\nstopping api and worker ...", flush=True)
         return 0

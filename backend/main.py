@@ -20,10 +20,13 @@ from fastapi.openapi.docs import (
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from backend.api.origin import SameOriginMiddleware
 from backend.api.routes import catalog, inspect, runs, sweeps
 from backend.db.migrate import upgrade
-from backend.db.session import transaction
-from backend.services.runs import FieldError, mark_lost
+from backend.queue import enqueue_training
+from backend.services import lifecycle
+from backend.services.queueing import QueueFull, QueueUnavailable
+from backend.services.runs import FieldError
 from backend.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -39,13 +42,13 @@ DOCS_CSP = "connect-src 'self'; img-src 'self' data: blob:; font-src 'self' data
 
 
 async def _sweep_lost_runs() -> None:
-    """Mark runs whose worker stopped beating as lost (idempotent: any api replica may)."""
+    """Runs whose worker died are marked lost and queued again (backend/services/lifecycle.py;
+    idempotent: any api replica may)."""
     settings = get_settings()
     interval = max(1.0, min(10.0, settings.heartbeat_timeout_s / 3))
 
-    def sweep() -> int:
-        with transaction() as session:
-            return mark_lost(session=session, timeout_s=settings.heartbeat_timeout_s)
+    def sweep() -> list[int]:
+        return lifecycle.sweep(settings=settings, enqueue=enqueue_training)
 
     while True:
         try:
@@ -87,6 +90,7 @@ def create_app() -> FastAPI:
         docs_url=None,  # served below from local files
         redoc_url=None,
     )
+    app.add_middleware(SameOriginMiddleware)
     app.include_router(runs.router)
     app.include_router(runs.compare_router)
     app.include_router(sweeps.experiment_router)
@@ -111,6 +115,16 @@ def create_app() -> FastAPI:
                 }
             ]
         )
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(_request: Request, exc: QueueFull) -> JSONResponse:
+        return JSONResponse(
+            status_code=429, content={"detail": str(exc)}, headers={"Retry-After": "60"}
+        )
+
+    @app.exception_handler(QueueUnavailable)
+    async def queue_unavailable(_request: Request, exc: QueueUnavailable) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:

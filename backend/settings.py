@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Deliveries of a run's task before it is failed (a worker that keeps dying).",
     )
+    max_waiting_runs: int = Field(
+        default=256,
+        ge=1,
+        description="At most this many runs may be unfinished (queued, running or lost) at "
+        "once; a request that would pass it is refused with 429.",
+    )
     torch_threads: int | None = Field(
         default=None,
         ge=1,

@@ -314,7 +314,9 @@ def test_cancel_and_delete(client, tmp_path):
         assert s.get(Run, running).cancel_requested
 
 
-def test_lost_heartbeat_is_detected(env, monkeypatch):
+def test_lost_heartbeat_is_detected_and_the_run_queued_again(env, monkeypatch):
+    """The api's sweeper, not the broker, brings back a run whose worker died: the embedded
+    SQLite broker never redelivers a task its dead worker held."""
     from datetime import timedelta
 
     from fastapi.testclient import TestClient
@@ -332,11 +334,11 @@ def test_lost_heartbeat_is_detected(env, monkeypatch):
             s.get(Run, stale).worker_host = "gpu-7:123"
             s.get(Run, fresh).heartbeat_at = utcnow() + timedelta(seconds=30)
         deadline = time.monotonic() + 10
-        while c.get(f"/api/runs/{stale}").json()["status"] != "lost":
-            assert time.monotonic() < deadline, "the sweeper never marked the run lost"
+        while c.get(f"/api/runs/{stale}").json()["status"] != "queued":
+            assert time.monotonic() < deadline, "the sweeper never queued the run again"
             time.sleep(0.2)
-        lost = c.get(f"/api/runs/{stale}").json()
-        assert "no heartbeat from worker gpu-7:123" in lost["error"]
+        again = c.get(f"/api/runs/{stale}").json()
+        assert "worker gpu-7:123 stopped (no heartbeat for more than 2 s)" in again["error"]
         assert c.get(f"/api/runs/{fresh}").json()["status"] == "running"
 
 
@@ -364,6 +366,90 @@ def test_api_token_guards_every_mutating_endpoint(env, monkeypatch):
         assert c.post("/api/sweeps", json=sweep).status_code == 401
         assert c.post("/api/sweeps", json=sweep, headers=ok).status_code == 201
         assert c.get("/api/runs").status_code == 200  # reads stay open
+
+
+def test_a_change_from_another_origin_is_refused(client):
+    """A page elsewhere can make a browser send a body-less POST with no preflight: refused
+    when the browser names another origin; the dashboard's own pages and non-browser clients
+    (no Origin) pass."""
+    run = client.post("/api/runs", json=GOOD).json()
+    evil = {"Origin": "http://evil.example"}
+    for method, path in [
+        ("post", f"/api/runs/{run['id']}/cancel"),
+        ("post", "/api/experiments/temperature"),
+        ("delete", f"/api/runs/{run['id']}"),
+        ("post", "/api/runs"),
+    ]:
+        r = getattr(client, method)(path, headers=evil)
+        assert r.status_code == 403, (path, r.text)
+        assert "another origin (http://evil.example)" in r.json()["detail"]
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    assert client.post(f"/api/runs/{run['id']}/cancel", headers=cross).status_code == 403
+    assert (
+        client.post(f"/api/runs/{run['id']}/cancel", headers={"Origin": "null"}).status_code == 403
+    )
+    assert client.get("/api/runs", headers=evil).status_code == 200  # reads stay open
+    own = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    assert client.post(f"/api/runs/{run['id']}/cancel", headers=own).status_code == 200
+
+
+def test_no_more_runs_wait_than_the_limit(env, monkeypatch):
+    """A client looping on the experiment endpoint cannot queue thousands of runs: past
+    DISTILLSCOPE_MAX_WAITING_RUNS unfinished runs a request is a 429 and stores nothing."""
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+    from tests.conftest import _clear_caches
+
+    monkeypatch.setenv("DISTILLSCOPE_MAX_WAITING_RUNS", "3")
+    _clear_caches()
+    with TestClient(create_app()) as c:
+        first = [c.post("/api/runs", json=GOOD) for _ in range(3)]
+        assert [r.status_code for r in first] == [201, 201, 201]
+        r = c.post("/api/runs", json=GOOD)
+        assert r.status_code == 429 and r.headers["retry-after"]
+        assert (
+            "3 runs are queued or running and this request adds 1; at most 3" in r.json()["detail"]
+        )
+        r = c.post("/api/sweeps", json={"base": GOOD, "grid": {"seed": [1, 2]}})
+        assert r.status_code == 429
+        assert c.post("/api/experiments/temperature").status_code == 429
+        assert c.get("/api/runs").json()["count"] == 3  # nothing stored by the refused ones
+        c.post(f"/api/runs/{first[0].json()['id']}/cancel")
+        assert c.post("/api/runs", json=GOOD).status_code == 201  # room again
+
+
+def test_the_live_stream_goes_on_through_lost(client):
+    """`lost` is not an end: the run is queued again, so the stream must not send `done`."""
+    import threading
+
+    run_id = _stored_run(RunStatus.LOST)
+
+    def finish_later():
+        time.sleep(1.0)
+        with transaction() as s:
+            s.get(Run, run_id).status = RunStatus.SUCCEEDED
+
+    t = threading.Thread(target=finish_later)
+    t.start()
+    events = []
+    with client.stream("GET", f"/api/runs/{run_id}/stream") as r:
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                events.append(line.split(":", 1)[1].strip())
+            if line.startswith("data:") and events:
+                events[-1] += " " + line.split(":", 1)[1].strip()
+    t.join()
+    assert [e.split()[0] for e in events] == ["status", "status", "done"], events
+    assert '"lost"' in events[0] and '"succeeded"' in events[1]
+
+
+def test_a_stream_resumed_past_the_end_of_an_ended_run_says_done(client):
+    run_id = _stored_run(RunStatus.SUCCEEDED)
+    for how in ({"params": {"after_step": 10**6}}, {"headers": {"Last-Event-ID": "999999"}}):
+        with client.stream("GET", f"/api/runs/{run_id}/stream", **how) as r:
+            body = "".join(r.iter_text())
+        assert "event: done" in body, body
 
 
 def test_cors_is_closed_by_default(client):

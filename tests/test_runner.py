@@ -104,14 +104,14 @@ def test_redelivered_run_resumes_from_its_latest_checkpoint(run_id):
 def test_cancel_stops_a_running_run_and_keeps_its_checkpoint(run_id):
     import threading
 
-    from backend.services.runs import request_cancel
+    from backend.services.lifecycle import request_cancel
 
     def cancel_soon():
         while True:
             with transaction() as s:
                 run = s.get(Run, run_id)
                 if run.step >= 3:
-                    request_cancel(session=s, run=run)
+                    request_cancel(run=run)
                     return
             time.sleep(0.05)
 
@@ -143,4 +143,44 @@ def test_a_run_that_keeps_killing_its_worker_fails_after_max_attempts(run_id):
     assert run_training(run_id) is Claim.SKIP
     with transaction() as s:
         run = s.get(Run, run_id)
-        assert run.status == "failed" and "gave up after 3 deliveries" in run.error
+        assert run.status == "failed" and "gave up after 3 attempts" in run.error
+
+
+def test_a_worker_told_to_stop_queues_its_run_again_and_the_next_resumes_it(run_id, monkeypatch):
+    """SIGTERM to the worker (Ctrl-C of `up`): the run saves a checkpoint at its next step,
+    goes back to `queued` with its task sent again, and that attempt does not count; the next
+    delivery resumes it, every step logged once."""
+    import threading
+
+    from worker import runner
+
+    sent = []
+    monkeypatch.setattr(runner, "enqueue_training", sent.append)
+
+    def stop_soon():
+        while True:
+            with transaction() as s:
+                if s.get(Run, run_id).step >= 7:
+                    runner.request_shutdown()
+                    return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=stop_soon)
+    t.start()
+    try:
+        assert run_training(run_id) == RunStatus.QUEUED
+    finally:
+        t.join()
+        runner._shutdown.clear()
+    assert sent == [run_id]
+    with transaction() as s:
+        run = s.get(Run, run_id)
+        assert run.status == "queued" and run.attempts == 0 and run.finished_at is None
+        stopped_at = run.step
+    ckpts = sorted((get_settings().runs_dir / str(run_id) / "checkpoints").glob("step-*"))
+    assert ckpts[-1].name == f"step-{stopped_at:08d}"
+    assert run_training(run_id) == RunStatus.SUCCEEDED
+    steps = [p.step for p in _points(run_id, "train/soft_loss")]
+    assert steps == list(range(1, 21))
+    with transaction() as s:
+        assert s.get(Run, run_id).attempts == 1

@@ -2,12 +2,22 @@
 
 Start a worker with `celery -A worker.tasks worker -Q train` (or `distillscope worker`)."""
 
+from celery.signals import worker_shutting_down
+
 from backend.queue import INSPECT_TASK, TRAIN_TASK, get_celery
 from backend.schemas import InspectRequest
 from backend.settings import get_settings
-from worker.runner import Claim, run_training
+from worker.runner import Claim, request_shutdown, run_training
 
 app = get_celery()
+
+
+@worker_shutting_down.connect
+def _stop_the_run(**_kw) -> None:
+    """SIGTERM (Ctrl-C of `up`, a container stop): the run in progress saves a checkpoint at
+    its next step and goes back to the queue, instead of holding the shutdown until it ends."""
+    request_shutdown()
+
 
 if get_settings().torch_threads:
     import torch

@@ -30,8 +30,9 @@ class RunStatus:
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    LOST = "lost"
-    TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
+    LOST = "lost"  # its worker died: queued again by the sweeper (backend/services/lifecycle.py)
+    FINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})  # a run ends only in one of these
+    RESUMABLE = frozenset({QUEUED, LOST})  # a worker may take it (from its latest checkpoint)
 
 
 class Run(Base):

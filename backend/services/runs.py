@@ -1,16 +1,15 @@
 """Run logic for the api: create (validate, store, commit, enqueue), read, metrics."""
 
 import itertools
-from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import Float, case, cast, delete, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from backend.db.models import MetricPoint, Run, RunStatus, Sweep, utcnow
+from backend.db.models import MetricPoint, Run, Sweep
 from backend.schemas import MAX_SWEEP_RUNS, MAX_TAGS, RunConfig, SweepGrid
-from backend.services import catalog
+from backend.services import catalog, lifecycle
 from backend.services.naming import run_name
 from backend.services.records import check_records
 from backend.services.vocab import VocabularyMismatch, shared_vocab_size
@@ -83,7 +82,6 @@ def create_run(
         name=config.name,
         tags=list(config.tags),
         config=config.model_dump(mode="json"),
-        status=RunStatus.QUEUED,
         step=0,
         total_steps=config.max_steps,
         latest={},
@@ -94,69 +92,112 @@ def create_run(
     return run
 
 
-class Conflict(ValueError):
-    """The run's state does not allow the request (HTTP 409); the message says why."""
-
-
-def request_cancel(*, session: Session, run: Run) -> Run:
-    """A queued run is cancelled at once; a running one stops at its next step (the worker
-    keeps its last checkpoint and marks it cancelled)."""
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
-        raise Conflict(f"run {run.id} has already ended ({run.status})")
-    run.cancel_requested = True
-    if run.status in (RunStatus.QUEUED, RunStatus.LOST):
-        run.status, run.finished_at = RunStatus.CANCELLED, utcnow()
-    return run
-
-
 def delete_run(*, session: Session, run: Run, settings: Settings) -> Path:
     """Delete an ended run and its points; returns its artifact folder for the caller to
     remove once the transaction has committed."""
-    if run.status not in RunStatus.TERMINAL:
-        raise Conflict(f"run {run.id} is {run.status}: cancel it before deleting it")
+    lifecycle.check_deletable(run)
     session.execute(delete(MetricPoint).where(MetricPoint.run_id == run.id))
     session.delete(run)
     return settings.runs_dir / str(run.id)
 
 
-def mark_lost(*, session: Session, timeout_s: float) -> int:
-    """Runs whose worker stopped beating: `lost`, with the reason. Returns how many."""
-    cutoff = utcnow() - timedelta(seconds=timeout_s)
-    stale = session.scalars(
-        select(Run).where(Run.status == RunStatus.RUNNING, Run.heartbeat_at < cutoff)
-    ).all()
-    for run in stale:
-        run.status, run.finished_at = RunStatus.LOST, utcnow()
-        run.error = (
-            f"lost: no heartbeat from worker {run.worker_host} for more than "
-            f"{timeout_s:g} s (the worker probably died); if its task is delivered "
-            "again the run resumes from its latest checkpoint"
-        )
-    return len(stale)
+def _lower(expr, dialect: str):
+    """Unicode lower case, compared and sorted by code point (as Python's str.lower and <)."""
+    if dialect == "sqlite":
+        return func.ds_lower(expr)  # SQLite's lower() folds ASCII only: see _prepare
+    return func.lower(expr).collate("C") if dialect == "postgresql" else func.lower(expr)
 
 
-def mark_failed(*, session: Session, run: Run, error: str) -> None:
-    run.status, run.error, run.finished_at = RunStatus.FAILED, error, utcnow()
+def _text(expr, dialect: str):
+    return expr.collate("C") if dialect == "postgresql" else expr
 
 
+def _py_lower(value):
+    return None if value is None else str(value).lower()
+
+
+def _prepare(session: Session) -> str:
+    """The session's dialect name; on SQLite, registers ds_lower (Python's str.lower) on the
+    connection, since SQLite's own lower() leaves non-ASCII letters alone."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        raw = session.connection().connection.driver_connection
+        raw.create_function("ds_lower", 1, _py_lower, deterministic=True)
+    return dialect
+
+
+def _tag_values(dialect: str):
+    """The elements of a run's tags (a JSON list) as a table with one column, `value`."""
+    fn = func.json_each if dialect == "sqlite" else func.json_array_elements_text
+    return fn(Run.tags).table_valued("value").alias("run_tag")
+
+
+# Each sort key as an SQL expression for a dialect; NULL means "no value" (listed last).
 SORT_KEYS = {
-    "id": lambda r: r.id,
-    "name": lambda r: r.name.lower(),
-    "status": lambda r: r.status,
-    "created": lambda r: r.created_at,
-    "progress": lambda r: r.step / max(r.total_steps, 1),
-    "temperature": lambda r: r.config.get("temperature"),
-    "alpha": lambda r: r.config.get("alpha"),
-    "soft": lambda r: (r.latest or {}).get("train/soft_loss"),
-    "hard": lambda r: (r.latest or {}).get("train/hard_loss"),
+    "id": lambda d: Run.id,
+    "name": lambda d: _lower(Run.name, d),
+    "status": lambda d: _text(Run.status, d),
+    "created": lambda d: Run.created_at,
+    "progress": lambda d: (
+        cast(Run.step, Float) / case((Run.total_steps > 1, Run.total_steps), else_=1)
+    ),
+    "temperature": lambda d: Run.config["temperature"].as_float(),
+    "alpha": lambda d: Run.config["alpha"].as_float(),
+    "soft": lambda d: Run.latest["train/soft_loss"].as_float(),
+    "hard": lambda d: Run.latest["train/hard_loss"].as_float(),
 }
+_NULLABLE_KEYS = {"temperature", "alpha", "soft", "hard"}
+_TEXT_FIELDS = ("teacher", "student", "dataset", "divergence")
 
 
-def _matches(run: Run, text: str) -> bool:
-    c = run.config or {}
-    haystack = [run.name, run.note or "", c.get("teacher", ""), c.get("student", "")]
-    haystack += [c.get("dataset", ""), c.get("divergence", ""), *(run.tags or [])]
-    return any(text in str(h).lower() for h in haystack)
+def _filters(*, dialect, status, tag, q, sweep_id) -> list:
+    where = []
+    if status:
+        where.append(Run.status.in_(status))
+    if sweep_id is not None:
+        where.append(Run.sweep_id == sweep_id)
+    if tag:
+        t = _tag_values(dialect)
+        where.append(select(1).select_from(t).where(t.c.value == tag).exists())
+    if q and q.strip():
+        text = q.strip().lower()
+        find = func.instr if dialect == "sqlite" else func.strpos
+
+        def has(expr):
+            return find(_lower(expr, dialect), text) > 0
+
+        t = _tag_values(dialect)
+        where.append(
+            or_(
+                has(Run.name),
+                has(Run.note),
+                *(has(Run.config[f].as_string()) for f in _TEXT_FIELDS),
+                select(1).select_from(t).where(has(t.c.value)).exists(),
+            )
+        )
+    return where
+
+
+def _order(sort: str, dialect: str) -> list:
+    descending, name = sort.startswith("-"), sort.lstrip("-")
+    key = SORT_KEYS[name](dialect)
+    if name == "id":
+        return [Run.id.desc() if descending else Run.id.asc()]
+    order = [key.desc() if descending else key.asc()]
+    tie = -Run.id if descending else Run.id
+    if name in _NULLABLE_KEYS:
+        # Runs without the value come last in either direction, newest first among them.
+        return [key.is_(None), *order, case((key.is_(None), -Run.id), else_=tie)]
+    return [*order, tie]
+
+
+def all_tags(*, session: Session) -> list[str]:
+    """Every tag in use, sorted by code point."""
+    dialect = _prepare(session)
+    t = _tag_values(dialect)
+    value = _text(t.c.value, dialect).label("tag")
+    query = select(value).select_from(Run).join(t, true()).distinct().order_by(value)
+    return [v for v in session.scalars(query) if v is not None]
 
 
 def list_runs(
@@ -171,27 +212,15 @@ def list_runs(
     offset: int = 0,
 ) -> tuple[list[Run], int, list[str]]:
     """Runs matching every filter given (status in a list, a tag, text in the name, note,
-    models, dataset or tags, a sweep), sorted by `sort` (a SORT_KEYS name, `-` for descending;
-    runs without the value come last). Returns the page, the number matching and every tag in
-    use. Tags live in a JSON list, so tag and text filters run here rather than in SQL."""
-    query = select(Run)
-    if status:
-        query = query.where(Run.status.in_(status))
-    if sweep_id is not None:
-        query = query.where(Run.sweep_id == sweep_id)
-    runs = list(session.scalars(query.order_by(Run.id.desc())).all())
-    all_tags = sorted({t for tags in session.scalars(select(Run.tags)).all() for t in tags or []})
-    if tag:
-        runs = [r for r in runs if tag in (r.tags or [])]
-    if q and q.strip():
-        runs = [r for r in runs if _matches(r, q.strip().lower())]
-    descending, name = sort.startswith("-"), sort.lstrip("-")
-    key = SORT_KEYS[name]
-    present = [r for r in runs if key(r) is not None]
-    missing = [r for r in runs if key(r) is None]
-    present.sort(key=lambda r: (key(r), r.id), reverse=descending)
-    runs = present + missing
-    return runs[offset : offset + limit], len(runs), all_tags
+    models, dataset, divergence or tags, a sweep), sorted by `sort` (a SORT_KEYS name, `-` for
+    descending; runs without the value come last; ties by id). Returns the page, the number
+    matching and every tag in use. Filters, sort and page all run in SQL."""
+    dialect = _prepare(session)
+    where = _filters(dialect=dialect, status=status, tag=tag, q=q, sweep_id=sweep_id)
+    count = session.scalar(select(func.count()).select_from(Run).where(*where))
+    page = select(Run).where(*where).order_by(*_order(sort, dialect))
+    runs = list(session.scalars(page.limit(limit).offset(offset)))
+    return runs, count, all_tags(session=session)
 
 
 def update_run(*, session: Session, run: Run, changes: dict) -> Run:

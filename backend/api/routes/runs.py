@@ -11,9 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend.api.deps import MAX_DB_INT, RunId, SessionDep, SettingsDep, TokenDep, step_query
-from backend.db.models import RunStatus
 from backend.db.session import new_session
-from backend.queue import enqueue_training
 from backend.schemas import (
     MetricsPublic,
     RunConfig,
@@ -21,25 +19,29 @@ from backend.schemas import (
     RunsPublic,
     RunUpdate,
 )
-from backend.services import catalog
+from backend.services import catalog, lifecycle
 from backend.services import runs as service
 from backend.services import sweeps as sweep_service
-from backend.services.metrics import as_columns, read_metrics
+from backend.services.compare import MAX_COMPARED, read_many
+from backend.services.metrics import read_metrics
+from backend.services.queueing import check_room, enqueue_all
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
-ALL_STATES = {RunStatus.QUEUED, RunStatus.RUNNING, *RunStatus.TERMINAL}
+ALL_STATES = lifecycle.ALL
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
 def create_run(config: RunConfig, session: SessionDep, settings: SettingsDep) -> RunPublic:
     """Validate a run's config, store it as `queued`, and queue it for a worker."""
     run = service.create_run(session=session, config=config, settings=settings)
+    check_room(session=session, settings=settings, runs=[run])
     session.commit()  # the worker re-reads the row by id: it must exist before the task does
     enqueue_all(session, [run])
     return RunPublic.from_orm_run(run)
 
 
 SortKey = Literal[tuple(k for name in service.SORT_KEYS for k in (name, f"-{name}"))]
+NO_NUL = r"^[^\x00]*$"  # no stored text holds a NUL (PostgreSQL refuses one)
 
 
 @router.get("")
@@ -48,10 +50,13 @@ def list_runs(
     status: list[str] | None = Query(
         None, description="Only runs in these states; repeat or separate with commas."
     ),
-    tag: str | None = Query(None, max_length=64, description="Only runs with this tag."),
+    tag: str | None = Query(
+        None, max_length=64, pattern=NO_NUL, description="Only runs with this tag."
+    ),
     q: str | None = Query(
         None,
         max_length=200,
+        pattern=NO_NUL,
         description="Text in the name, note, tags, teacher, student, dataset or divergence.",
     ),
     sweep: int | None = Query(
@@ -59,7 +64,7 @@ def list_runs(
     ),
     sort: SortKey = Query("-id", description="Field to sort by; a leading '-' sorts descending."),
     limit: int = Query(500, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> RunsPublic:
     """Runs matching the filters, newest first unless `sort` says otherwise, with every tag in
     use and the sweeps the listed runs belong to."""
@@ -100,8 +105,8 @@ def cancel_run(run_id: RunId, session: SessionDep) -> RunPublic:
     """Cancel a run: a queued one at once, a running one at its next step."""
     run = _get_or_404(session, run_id)
     try:
-        service.request_cancel(session=session, run=run)
-    except service.Conflict as e:
+        lifecycle.request_cancel(run=run)
+    except lifecycle.Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     session.commit()
     return RunPublic.from_orm_run(run)
@@ -113,7 +118,7 @@ def delete_run(run_id: RunId, session: SessionDep, settings: SettingsDep) -> Non
     run = _get_or_404(session, run_id)
     try:
         folder = service.delete_run(session=session, run=run, settings=settings)
-    except service.Conflict as e:
+    except lifecycle.Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     session.commit()
     shutil.rmtree(folder, ignore_errors=True)
@@ -235,7 +240,8 @@ async def stream(
             yield ServerSentEvent(
                 event="status", data={"status": run_status, "step": step, "error": error}
             )
-        if run_status in RunStatus.TERMINAL and not points:
+        # `lost` is not an end: the run is queued again and the stream goes on.
+        if run_status in lifecycle.FINAL and not points:
             yield ServerSentEvent(event="done", id=str(cursor), data={"status": run_status})
             return
         if not points:
@@ -243,7 +249,6 @@ async def stream(
 
 
 compare_router = APIRouter(prefix="/api", tags=["runs"])
-MAX_COMPARED = 100  # runs in one /api/metrics request: a whole sweep (at most 64) fits
 
 
 @compare_router.get("/metrics")
@@ -269,36 +274,15 @@ def compare_metrics(
         raise HTTPException(422, f"runs: run ids are between 1 and {MAX_DB_INT}")
     if not ids or len(ids) > MAX_COMPARED:
         raise HTTPException(422, f"runs: give between 1 and {MAX_COMPARED} run ids")
-    out = {}
     for run_id in ids:
         _get_or_404(session, run_id)
-        data = read_metrics(
-            session,
-            run_id=run_id,
-            keys=_split(keys),
-            start_step=start_step,
-            end_step=end_step,
-            max_points=max_points,
-        )
-        if format == "columns":
-            data = {key: as_columns(points) for key, points in data.items()}
-        out[str(run_id)] = data
+    out = read_many(
+        session,
+        ids,
+        keys=_split(keys),
+        start_step=start_step,
+        end_step=end_step,
+        max_points=max_points,
+        columns=format == "columns",
+    )
     return JSONResponse({"runs": out})
-
-
-def enqueue_all(session, runs) -> None:
-    """Queue stored (committed) runs. If the broker fails, the runs not yet queued are marked
-    failed with the reason, never left queued forever, and the client hears 503."""
-    for i, run in enumerate(runs):
-        try:
-            enqueue_training(run.id)
-        except Exception as exc:
-            for left in runs[i:]:
-                service.mark_failed(session=session, run=left, error=f"could not queue: {exc}")
-            session.commit()
-            ids = ", ".join(str(r.id) for r in runs[i:])
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"run(s) {ids} were stored but could not be queued: the broker is "
-                f"unreachable ({type(exc).__name__}: {exc})",
-            ) from exc

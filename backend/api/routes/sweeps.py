@@ -4,16 +4,17 @@ which is a sweep on the demo kit. The logic lives in backend/services/."""
 from fastapi import APIRouter, HTTPException, status
 
 from backend.api.deps import SessionDep, SettingsDep, SweepId, TokenDep
-from backend.api.routes.runs import enqueue_all
 from backend.schemas import ExperimentRequest, SweepPublic, SweepRequest
 from backend.services import runs as service
 from backend.services import sweeps as sweep_service
+from backend.services.queueing import check_room, enqueue_all
 
 experiment_router = APIRouter(prefix="/api/experiments", tags=["runs"])
 
 
-def _queued_experiment(session, tag: str, runs: list) -> dict:
+def _queued_experiment(session, settings, tag: str, runs: list) -> dict:
     """Commit an experiment's runs, queue them, and say where to watch them."""
+    check_room(session=session, settings=settings, runs=runs)
     session.commit()
     enqueue_all(session, runs)
     ids = ",".join(str(r.id) for r in runs)
@@ -38,7 +39,7 @@ def start_temperature_experiment(
     tag, runs = create_experiment(
         session=session, settings=settings, options=req or ExperimentRequest()
     )
-    return _queued_experiment(session, tag, runs)
+    return _queued_experiment(session, settings, tag, runs)
 
 
 @experiment_router.post("/smollm2", status_code=status.HTTP_201_CREATED, dependencies=[TokenDep])
@@ -54,7 +55,7 @@ def start_smollm2_experiment(
         tag, runs = create_llm_experiment(session=session, settings=settings, options=req)
     except KitMissing as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
-    return _queued_experiment(session, tag, runs)
+    return _queued_experiment(session, settings, tag, runs)
 
 
 sweep_router = APIRouter(prefix="/api/sweeps", tags=["runs"])
@@ -68,6 +69,7 @@ def create_sweep(req: SweepRequest, session: SessionDep, settings: SettingsDep) 
     sweep, runs = service.create_sweep(
         session=session, base=req.base, grid=req.grid, settings=settings
     )
+    check_room(session=session, settings=settings, runs=runs)
     session.commit()
     enqueue_all(session, runs)
     ids = ",".join(str(r.id) for r in runs)
