@@ -27,6 +27,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+def page_modules(page, *modules: str) -> None:
+    """Put the exports of the page's own ES modules (frontend/static/<module>.js, the instances
+    the page runs) on `window`, for tests that call the page's functions by name: the pages
+    themselves define no globals. An exported object (a page's state) is the page's own."""
+    page.evaluate(
+        "async (ms) => { for (const m of ms)"
+        " Object.assign(window, await import(`/static/${m}.js`)); }",
+        list(modules),
+    )
+
+
 def unavailable(what: str, why: str) -> None:
     """Skip, or fail under DISTILLSCOPE_REQUIRE_SERVICES=1 (CI), when a service is missing."""
     message = f"{what} unavailable: {why}"

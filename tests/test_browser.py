@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.support import Stack
+from tests.support import Stack, page_modules
 
 pytestmark = pytest.mark.browser
 
@@ -144,6 +144,7 @@ def test_compare_two_runs_diff_smoothing_and_export(browser, stack, tmp_path):
     names = page.evaluate("document.getElementById('cmp-train-soft_loss').data.map(t => t.name)")
     assert f"#{ids[0]} T1.0" in names and f"#{ids[1]} T4.0" in names
     # Smoothing is TensorBoard's debiased EMA: a constant stays constant, known values hold.
+    page_modules(page, "compare-groups")
     assert page.evaluate("smoothEma([1, 1, 1], 0.9)") == pytest.approx([1, 1, 1])
     assert page.evaluate("smoothEma([2, 4], 0.5)") == pytest.approx([2, 10 / 3])
     # Only the fields that differ: the name and the temperature.

@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from tests.support import page_modules
+
 pytestmark = pytest.mark.browser
 
 
@@ -18,6 +20,7 @@ def page(browser_module, shared_api_stack):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{shared_api_stack.url}/compare")
     page.wait_for_selector("body[data-ready]")
+    page_modules(page, "compare-groups", "compare-data", "compare")
     yield page
     page.close()
     assert not errors
@@ -120,14 +123,14 @@ def _group_traces(page, key: str = "train/loss") -> list[dict]:
         """(key) => {
         const cfg = (t, a, seed) => ({ name: `n${seed}${t}${a}`, tags: seed ? ["x"] : [],
                                        temperature: t, alpha: a, seed, batch_size: 1, seq_len: 1 });
-        runs = [
+        data.runs = [
           { id: 1, name: "a", status: "succeeded", config: cfg(2, 0.5, 0) },
           { id: 2, name: "b", status: "running", config: cfg(2, 0.5, 1) },
           { id: 3, name: "c", status: "succeeded", config: cfg(2, 0, 0) },
           { id: 4, name: "d", status: "succeeded", config: cfg(4, 0.5, 0) },
         ];
         const pts = (vals) => vals.map(([step, value]) => ({ step, value, time: step }));
-        metrics = {
+        data.metrics = {
           1: { "train/loss": pts([[1, 1], [2, 3], [3, 5]]) },
           2: { "train/loss": pts([[1, 3], [2, 1]]) },
           3: { "train/loss": pts([[1, 8], [3, 6]]) },
@@ -168,11 +171,11 @@ def test_group_by_name_names_a_group_by_its_name_alone(page):
         """() => {
         const cfg = (name, teacher, t, seed) =>
           ({ name, teacher, temperature: t, alpha: 0.9, seed });
-        runs = [cfg("cal, T=1", "a", 1, 0), cfg("cal, T=1", "a", 1, 1), cfg("ft, T=4", "b", 4, 0),
-                cfg("ft, T=4", "b", 4, 1)].map((config, i) => ({ id: i + 1, name: config.name,
-                status: "succeeded", config }));
+        data.runs = [cfg("cal, T=1", "a", 1, 0), cfg("cal, T=1", "a", 1, 1),
+                cfg("ft, T=4", "b", 4, 0), cfg("ft, T=4", "b", 4, 1)]
+          .map((config, i) => ({ id: i + 1, name: config.name, status: "succeeded", config }));
         const pts = [{ step: 1, value: 1, time: 1 }];
-        metrics = Object.fromEntries(runs.map((r) => [r.id, { "train/loss": pts }]));
+        data.metrics = Object.fromEntries(data.runs.map((r) => [r.id, { "train/loss": pts }]));
         state.group = "name"; state.smooth = 0; state.x = "step";
         return groupTraces("train/loss").map((t) => t.name).filter(Boolean);
     }"""
@@ -185,7 +188,7 @@ def test_group_traces_leave_out_members_without_points(page):
     # and says it is 1 of its 2 runs (run 2 has none yet).
     traces = _group_traces(page, "eval/kl_true")
     assert [t["name"] for t in traces if t["name"]] == []
-    page.evaluate("metrics[1]['eval/kl_true'] = [{ step: 2, value: 0.5, time: 2 }]")
+    page.evaluate("data.metrics[1]['eval/kl_true'] = [{ step: 2, value: 0.5, time: 2 }]")
     traces = page.evaluate("groupTraces('eval/kl_true').map((t) => ({ name: t.name, y: t.y }))")
     assert {"name": "T = 2 · α = 0.5 (1 of 2 runs)", "y": [0.5]} in traces
 

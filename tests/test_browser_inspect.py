@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, quote, urlparse
 import httpx
 import pytest
 
-from tests.support import Stack
+from tests.support import Stack, page_modules
 
 pytestmark = pytest.mark.browser
 
@@ -26,6 +26,7 @@ def _open(browser, stack, path=URL):
     page.goto(stack.url + path)
     page.wait_for_selector("#bars-slider .main-svg", timeout=90_000)
     page.wait_for_selector("#bars-0 .main-svg", timeout=30_000)
+    page_modules(page, "common", "inspect-text", "inspect-why", "inspect")
     return page, errors
 
 
@@ -39,7 +40,7 @@ def test_default_view_shows_the_peaked_fine_tuned_teacher_beside_the_truth(
     browser, shared_inspect_stack
 ):
     page, errors = _open(browser, shared_inspect_stack, "/inspect")
-    request = page.evaluate("lastRequest")
+    request = page.evaluate("last.request")
     assert request["models"][0] == "demo-teacher-finetuned" and request["prompt"] == "the lazy"
     assert request["temperatures"][0] == 1
     answer = httpx.post(f"{shared_inspect_stack.url}/api/inspect", json=request, timeout=60).json()
@@ -134,7 +135,7 @@ def test_slider_reinspects_at_its_temperature(browser, shared_inspect_stack):
 
 def test_explainer_uses_the_answers_numbers(browser, shared_inspect_stack):
     page, errors = _open(browser, shared_inspect_stack, URL + "&t=2")
-    request = page.evaluate("lastRequest")
+    request = page.evaluate("last.request")
     assert request["temperatures"] == [1, 4, 2]  # the list, then the slider's T
     answer = httpx.post(f"{shared_inspect_stack.url}/api/inspect", json=request, timeout=60).json()
     at1 = answer["temperatures"][0]
@@ -194,7 +195,7 @@ def test_run_models_are_labelled_readably(browser, shared_inspect_stack):
     assert page.evaluate("o => roleOf(o, 'run:5')", out) == "student"
     # Model strings travel unchanged into the request.
     page.fill("#i-models", "demo-teacher, run:7@40")
-    assert page.evaluate("readForm().models") == ["demo-teacher", "run:7@40"]
+    assert page.evaluate("readInspectForm().models") == ["demo-teacher", "run:7@40"]
 
 
 # ---- The explainer's words on made-up answers with contrasting numbers.
@@ -569,33 +570,32 @@ def test_chat_switch_inspects_the_assistants_answer_position(browser, bpe_stack)
     path = f"/inspect?models=bpe-teacher,bpe-student&prompt={quote(prompt)}&temperatures=1,4&k=5"
     page, errors = _open(browser, bpe_stack, path)
     assert page.text_content("#tokens .token.current") == "?"
-    plain = page.evaluate("lastAnswer.out")
+    plain = page.evaluate("last.answer.out")
     page.check("#i-chat")
     page.wait_for_function(
         "new URL(location.href).searchParams.get('chat') === '1'", timeout=60_000
     )
-    page.wait_for_function("lastAnswer && lastAnswer.out.chat === true", timeout=60_000)
-    out = page.evaluate("lastAnswer.out")
+    page.wait_for_function("last.answer && last.answer.out.chat === true", timeout=60_000)
+    out = page.evaluate("last.answer.out")
     chips = _chips(page)
     # The templated tokens, the assistant's header last, and that last position inspected.
     assert chips[0] == "<|im_start|>" and "".join(chips).endswith("<|im_start|>assistant↵")
     assert out["position"] == len(chips) - 1 > plain["position"]
     assert page.text_content("#tokens .token.current") == "↵"
     assert "the assistant's first answer token" in page.text_content("#inspect-explainer")
-    assert page.evaluate("lastRequest.chat") is True
+    assert page.evaluate("last.request.chat") is True
     # A shared link keeps the switch: a fresh page opens on the same position.
     again, _ = _open(browser, bpe_stack, urlparse(page.url).path + "?" + urlparse(page.url).query)
-    assert (
-        again.is_checked("#i-chat") and again.evaluate("lastAnswer.out.position") == out["position"]
-    )
+    assert again.is_checked("#i-chat")
+    assert again.evaluate("last.answer.out.position") == out["position"]
     # Off again: back to after "?".
     page.uncheck("#i-chat")
-    page.wait_for_function("lastAnswer && lastAnswer.out.chat === false", timeout=60_000)
+    page.wait_for_function("last.answer && last.answer.out.chat === false", timeout=60_000)
     assert page.text_content("#tokens .token.current") == "?"
     assert "chat" not in parse_qs(urlparse(page.url).query)
     # A chat prompt offered for the real kit turns the switch on.
     page.click("#demo-prompts button >> text=Name three primary colours.")
-    page.wait_for_function("lastAnswer && lastAnswer.out.chat === true", timeout=60_000)
+    page.wait_for_function("last.answer && last.answer.out.chat === true", timeout=60_000)
     assert page.is_checked("#i-chat")
     assert not errors, errors
 

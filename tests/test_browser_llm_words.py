@@ -5,6 +5,8 @@ a peaked teacher or not."""
 
 import pytest
 
+from tests.support import page_modules
+
 pytestmark = pytest.mark.browser
 
 
@@ -53,6 +55,7 @@ def page(browser_module, shared_api_stack):
     p.on("pageerror", lambda e: errors.append(str(e)))
     p.goto(shared_api_stack.url + "/compare?experiment=smollm2-x")
     p.wait_for_function("document.body.dataset.ready === '1'")
+    page_modules(p, "compare-data", "compare-llm", "compare")
     yield p
     assert not errors, errors
 
@@ -94,7 +97,7 @@ def test_nothing_is_claimed_before_a_run_finishes(page):
 
 
 def test_runs_on_real_data_get_no_empty_truth_chart(page):
-    keys = """([ms]) => { runs = [{id: 1}, {id: 2}]; metrics = ms;
+    keys = """([ms]) => { data.runs = [{id: 1}, {id: 2}]; data.metrics = ms;
         return shownKeys().map(([k]) => k); }"""
     point = [{"step": 10, "value": 1.0}]
     # Real data: held-out numbers, none against a truth: no "KL(truth ‖ student)" chart.
@@ -110,10 +113,7 @@ def test_the_teachers_top1_histogram_is_drawn_from_its_profile(page):
     profile = {"top1_histogram": {"edges": [0, 0.5, 1.0], "counts": [30, 10]}}
     bars = page.evaluate(
         """async (profile) => {
-        const real = api;
-        api = async () => ({ body: [{ name: "smollm2-135m-instruct", profile }] });
-        teacherHistogramDrawn = false;
-        try { await drawTeacherHistogram("smollm2-135m-instruct"); } finally { api = real; }
+        await drawHistogram("smollm2-135m-instruct", profile.top1_histogram);
         const node = document.getElementById("llm-histogram");
         return { hidden: node.hidden, x: node.data[0].x, y: node.data[0].y,
                  title: node.layout.title.text };

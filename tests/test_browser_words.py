@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.support import page_modules
+
 pytestmark = pytest.mark.browser
 
 TEACHERS = ("calibrated", "fine-tuned (peaked)", "memorised")
@@ -46,13 +48,15 @@ def page(browser_module, shared_api_stack):
     p.on("pageerror", lambda e: errors.append(str(e)))
     p.goto(shared_api_stack.url + "/compare?experiment=x")
     p.wait_for_function("document.body.dataset.ready === '1'")
+    page_modules(p, "compare-data", "compare-experiment")
     yield p
     assert not errors, errors
 
 
 def _draw(page, runs, finals) -> dict:
     page.evaluate(
-        """async ([rs, fs]) => { runs = rs; experimentFinal = {};
+        """async ([rs, fs]) => { data.runs = rs;
+        for (const k of Object.keys(experimentFinal)) delete experimentFinal[k];
         for (const [k, v] of Object.entries(fs)) experimentFinal[k] = v;
         await drawExperiment(); }""",
         [runs, {str(k): v for k, v in finals.items()}],
@@ -182,7 +186,8 @@ MEMORISED_PROFILE = {  # peaked on the wrong things
 def test_run_page_says_how_peaked_its_teacher_is(browser_module, shared_api_stack):
     page = browser_module.new_page()
     page.goto(shared_api_stack.url + "/runs/1")  # no such run: the page's functions load anyway
-    page.wait_for_function("typeof softenText === 'function'")
+    page.wait_for_load_state()
+    page_modules(page, "run")
 
     def said(name, profile):
         info = {"name": name, "profile": profile} if profile is not None else None

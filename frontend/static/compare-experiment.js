@@ -1,7 +1,8 @@
 // Compare page, the built-in experiment's panel (shown when the URL has ?experiment=): the
 // result computed from the runs' own final numbers, never a canned claim; its direction is
 // whatever was measured.
-"use strict";
+import { ENDED, api, el } from "./common.js";
+import { data } from "./compare-data.js";
 
 const EXPERIMENT_KEYS = ["eval/kl_true", "eval/top5_true", "eval/top1_prob"];
 const HARD = "hard labels only";
@@ -10,12 +11,12 @@ const TEACHER_ROWS = [  // [name prefix in the runs' names, the teacher's model 
   ["fine-tuned (peaked) teacher", "demo-teacher-finetuned"],
   ["memorised teacher", "demo-teacher-memorised"],
 ];
-let experimentFinal = {};  // run id -> { key: final value }
+export const experimentFinal = {};  // run id -> { key: final value }
 
 function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
 
 // How a value compares with the hard-label baseline, in words that fit the size of the gap.
-function versus(hard, other) {
+export function versus(hard, other) {
   const r = other / hard;
   if (r >= 0.9 && r <= 1.1) return `about the same as hard labels (${r >= 1 ? "+" : "−"}${Math.abs(Math.round((r - 1) * 100))} %)`;
   if (r < 1) return r <= 0.5 ? `${(1 / r).toFixed(1)}× lower than hard labels` : `${Math.round((1 - r) * 100)} % lower than hard labels`;
@@ -31,12 +32,12 @@ function seedStats(values) {
 
 // The last value of each key for every succeeded run not yet in `finals` (run id -> values);
 // an experiment panel's numbers. Shared with compare-llm.js.
-async function loadFinals(keys, finals) {
-  const done = runs.filter((r) => r.status === "succeeded" && !(r.id in finals));
+export async function loadFinals(keys, finals) {
+  const done = data.runs.filter((r) => r.status === "succeeded" && !(r.id in finals));
   if (!done.length) return;
-  const res = await fetch(`/api/metrics?runs=${done.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys.join(","))}&format=columns`);
+  const res = await api(`/api/metrics?runs=${done.map((r) => r.id).join(",")}&keys=${encodeURIComponent(keys.join(","))}&format=columns`);
   if (!res.ok) return;
-  const body = await res.json();
+  const body = res.body;
   for (const r of done) {
     const byKey = (body.runs || {})[r.id] || {};
     finals[r.id] = Object.fromEntries(keys.map((k) => {
@@ -51,7 +52,7 @@ async function loadExperimentFinals() { await loadFinals(EXPERIMENT_KEYS, experi
 // One row per run name (hard labels, then each teacher at each T), with its seeds' numbers.
 function experimentRows() {
   const rows = new Map();
-  for (const r of runs) {
+  for (const r of data.runs) {
     if (!rows.has(r.name)) rows.set(r.name, { name: r.name, runs: [] });
     rows.get(r.name).runs.push(r);
   }
@@ -86,10 +87,11 @@ function klCell(row) {
   return pending ? `${text}; ${pending}` : text;
 }
 
-async function drawExperiment() {
+export async function drawExperiment() {
   document.getElementById("experiment-panel").hidden = false;
   await loadExperimentFinals();
   const counts = {};
+  const runs = data.runs;
   for (const r of runs) counts[r.status] = (counts[r.status] || 0) + 1;
   const finished = runs.filter((r) => ENDED.includes(r.status)).length;
   document.getElementById("experiment-status").textContent = finished < runs.length

@@ -1,13 +1,14 @@
 // Compare page, *Export as HTML*: one self-contained file built here in the browser from what
 // the page shows (each chart's own data and layout, the summary and config tables as rendered)
 // with plotly.js and the stylesheet inlined. Nothing is recomputed, so the file draws exactly
-// the page's charts, and opens offline. compare.js wires the button (and holds `state`, `runs`, X_TITLES).
-"use strict";
+// the page's charts, and opens offline. Every text a run brings (its name, tags, config) goes in
+// as text or escaped: nothing in the file is markup made from it. compare.js wires the button.
+import { apiFetch, el } from "./common.js";
 
 const EXPORT_PLOTLY = "/static/vendor/plotly-cartesian-4.1.1.min.js";
 
 async function fetchText(url) {
-  const res = await fetch(url);
+  const res = await apiFetch(url);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
   return res.text();
 }
@@ -23,12 +24,30 @@ function scriptCode(js) {
   return js.replace(/<\/script/gi, "<\\/script");
 }
 
-function exportSettings() {
-  return [`smoothing ${state.smooth.toFixed(2)} (debiased EMA; eval metrics unsmoothed)`, `x-axis: ${X_TITLES[state.x]}`,
-    `y: ${state.logy ? "log" : "linear"}`, state.diff ? "config: only the fields that differ" : "config: every field"].join(" · ");
+// Plotly draws a few tags (<a href>, <b>) in names and titles: the page's own are escaped
+// (plotlyLabel), and a "<" that is left is escaped here too, so the file shows it as text.
+function noTags(v) {
+  return typeof v === "string" ? v.replace(/</g, "&lt;").replace(/>/g, "&gt;") : v;
 }
 
-function exportDocument(plotlyJs, css) {
+function safeFigure(div) {
+  const data = div.data.map((t) => ({ ...t, name: noTags(t.name), text: noTags(t.text),
+                                      hovertext: noTags(t.hovertext) }));
+  const layout = JSON.parse(JSON.stringify(div.layout));
+  for (const part of [layout, layout.xaxis, layout.yaxis]) {
+    if (part && part.title && typeof part.title === "object") part.title.text = noTags(part.title.text);
+  }
+  return { id: div.id, data, layout };
+}
+
+// The file's name: its runs' ids, or for many the first, the last and how many (a hundred ids
+// in a row pass the file system's 255-byte limit on a name, and the download fails).
+function exportName(runIds) {
+  if (runIds.join("-").length <= 60) return `distillscope-compare-${runIds.join("-")}.html`;
+  return `distillscope-compare-${runIds.length}-runs-${runIds[0]}-to-${runIds[runIds.length - 1]}.html`;
+}
+
+function exportDocument(plotlyJs, css, settings) {
   const title = document.getElementById("compare-title").textContent;
   const doc = document.implementation.createHTMLDocument(`distillscope — ${title}`);
   doc.documentElement.lang = "en";
@@ -41,7 +60,7 @@ function exportDocument(plotlyJs, css) {
 
   const main = el("main");
   const intro = el("section", { class: "card" });
-  intro.append(el("h2", {}, `distillscope: ${title}`), el("p", { class: "hint" }, exportSettings()));
+  intro.append(el("h2", {}, `distillscope: ${title}`), el("p", { class: "hint" }, settings));
   const hint = document.getElementById("group-hint").textContent;
   if (hint) intro.append(el("p", { class: "hint" }, hint));
   intro.append(el("p", { class: "hint" }, `Exported ${new Date().toLocaleString()} from ${window.location.href}`));
@@ -50,7 +69,7 @@ function exportDocument(plotlyJs, css) {
     const card = el("div", { class: "card chart-card" });
     card.append(el("div", { class: "chart", id: div.id }));
     charts.append(card);
-    return { id: div.id, data: div.data, layout: div.layout };
+    return safeFigure(div);
   });
   main.append(intro, charts);
   for (const [heading, id] of [["Summary (final and best values)", "summary-table"], ["Config", "config-compare"]]) {
@@ -83,12 +102,12 @@ function downloadText(text, filename) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-async function exportHtml() {
+export async function exportHtml(settings, runIds) {
   const button = document.getElementById("export");
   button.disabled = true;
   try {
     const [plotlyJs, css] = await Promise.all([fetchText(EXPORT_PLOTLY), fetchText("/static/style.css")]);
-    downloadText(exportDocument(plotlyJs, css), `distillscope-compare-${runs.map((r) => r.id).join("-")}.html`);
+    downloadText(exportDocument(plotlyJs, css, settings), exportName(runIds));
   } catch (err) {
     document.getElementById("compare-error").textContent = `Export failed: ${err.message}`;
   } finally {

@@ -1,9 +1,7 @@
 // Compare page, pure helpers (no DOM, no page state; the tests call them in Chromium with
 // known values): smoothing, config values as text, which runs form a group, a group's band.
-"use strict";
-
 // Exponential moving average with TensorBoard's debiasing (no pull towards 0 at the start).
-function smoothEma(ys, weight) {
+export function smoothEma(ys, weight) {
   const out = [];
   let last = 0, n = 0;
   for (const y of ys) {
@@ -16,7 +14,7 @@ function smoothEma(ys, weight) {
 }
 
 // A config value as a reader wants it: null → "–", lists joined, never "None" or "[]".
-function configText(v) {
+export function configText(v) {
   if (v === null || v === undefined) return "–";
   if (Array.isArray(v)) return v.length ? v.map(configText).join(", ") : "–";
   if (typeof v === "object") return JSON.stringify(v);
@@ -27,14 +25,14 @@ function configText(v) {
 // varies among the compared runs, except those a group spans: the seeds it averages over and
 // the run's own name and tags. "Group by T" never averages α = 0 with α = 0.5.
 const GROUP_SPANS = ["seed", "name", "tags"];
-const FIELD_NAMES = { temperature: "T", alpha: "α" };
+export const FIELD_NAMES = { temperature: "T", alpha: "α" };
 
 function varyingFields(list) {
   const fields = [...new Set(list.flatMap((r) => Object.keys(r.config)))];
   return fields.filter((f) => new Set(list.map((r) => JSON.stringify(r.config[f] ?? null))).size > 1);
 }
 
-function groupFields(field, list) {
+export function groupFields(field, list) {
   // Only the fields that split a group of the chosen field count: one fixed within each such
   // group (the teacher and T when grouping the built-in experiment by run name) changes no
   // group, and would only lengthen the legend.
@@ -43,11 +41,11 @@ function groupFields(field, list) {
   return [field, ...varyingFields(list).filter((f) => f !== field && !GROUP_SPANS.includes(f) && splits(f))];
 }
 
-function groupLabel(fields, config) {
+export function groupLabel(fields, config) {
   return fields.map((f) => (f === "name" ? configText(config[f]) : `${FIELD_NAMES[f] || f} = ${configText(config[f])}`)).join(" · ");
 }
 
-function groupRuns(list, fields) {
+export function groupRuns(list, fields) {
   const groups = new Map();
   for (const run of list) {
     const k = JSON.stringify(fields.map((f) => run.config[f] ?? null));
@@ -57,16 +55,16 @@ function groupRuns(list, fields) {
   return [...groups.values()];
 }
 
-const hasValue = (v) => v !== null && Number.isFinite(v);
+export const hasValue = (v) => v !== null && Number.isFinite(v);
 
-function runCount(n) { return n === 1 ? "1 run" : `${n} runs`; }
+export function runCount(n) { return n === 1 ? "1 run" : `${n} runs`; }
 
 // A group's band over its members' common x range. Each member is read at every x any member
 // holds in that range, linearly between its own neighbouring points, so every point of the
 // mean averages the same runs: a shorter (still running) member ends the line instead of the
 // mean jumping to the others alone, and runs on different x grids (wall time) still combine.
 // A null next to x is a gap: the band has a gap there, never a mean of fewer runs.
-function bandStats(seriesList) {
+export function bandStats(seriesList) {
   const members = seriesList.map(({ x, y }) => x.map((xv, j) => [xv, y[j]]).sort((a, b) => a[0] - b[0]));
   const known = members.map((pts) => pts.filter(([, v]) => hasValue(v)));
   if (!members.length || known.some((k) => !k.length)) return { x: [], mean: [], min: [], max: [] };

@@ -1,21 +1,32 @@
 // Compare page: selected runs overlaid per metric; smoothing, x-axis, log y, grouping across
 // seeds (mean line, min–max band), config diff, summary. The page state lives in the URL.
 // The pure helpers are in compare-groups.js; compare-export.js saves what this draws as a file.
-"use strict";
+import { ENDED, MAX_COMPARED, METRIC_KEYS, el, fmt, plotlyLabel } from "./common.js";
+import { drawExperiment } from "./compare-experiment.js";
+import { exportHtml } from "./compare-export.js";
+import { data, fetchMetrics, fetchRuns, takePrefetched, urlRunIds } from "./compare-data.js";
+import {
+  FIELD_NAMES, bandStats, configText, groupFields, groupLabel, groupRuns, hasValue, runCount, smoothEma,
+} from "./compare-groups.js";
+import { drawLlmExperiment, isLlmExperiment } from "./compare-llm.js";
 
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const state = { runs: [], smooth: 0.6, x: "step", logy: false, group: "", diff: false };
+// The page's settings (as in its URL); `unknownGroup`: a ?group= that is no field offered.
+export const state = { runs: [], smooth: 0.6, x: "step", logy: false, group: "", diff: false, unknownGroup: "" };
 const X_TITLES = { step: "step", time: "wall time (s)", tokens: "tokens seen" };
-let runs = [];
-let metrics = {};
+// The fields offered under "group by" ("" = no grouping, the default).
+const GROUP_FIELDS = ["name", "temperature", "alpha", "divergence", "teacher", "student", "dataset", "seed", "learning_rate"];
 
 function readUrl() {
   const q = new URLSearchParams(window.location.search);
-  state.runs = (q.get("runs") || "").split(",").map(Number).filter((x) => x > 0);
+  state.runs = urlRunIds();
   if (q.has("smooth")) state.smooth = Number(q.get("smooth"));
   state.x = q.get("x") || "step";
   state.logy = q.get("logy") === "1";
-  state.group = q.get("group") || "";
+  // An unknown field (a typo, an old link) would draw no chart: no grouping, said on the page.
+  const group = q.get("group") || "";
+  state.group = GROUP_FIELDS.includes(group) ? group : "";
+  state.unknownGroup = state.group === group ? "" : group;
   state.diff = q.get("diff") === "1";
 }
 
@@ -60,22 +71,22 @@ function drawCharts() {
 
 // The metrics charted and summarised: all of them, except the demo language's KL to the truth
 // once the runs have held-out numbers but none of that one (runs on real data have no truth).
-function shownKeys() {
-  const has = (key) => runs.some((r) => ((metrics[r.id] || {})[key] || []).length);
-  const evaluated = KEYS.some(([key]) => key.startsWith("eval/") && has(key));
-  return KEYS.filter(([key]) => key !== "eval/kl_true" || has(key) || !evaluated);
+export function shownKeys() {
+  const has = (key) => data.runs.some((r) => ((data.metrics[r.id] || {})[key] || []).length);
+  const evaluated = METRIC_KEYS.some(([key]) => key.startsWith("eval/") && has(key));
+  return METRIC_KEYS.filter(([key]) => key !== "eval/kl_true" || has(key) || !evaluated);
 }
 
 // A run's series as drawn: x per the x-axis, y smoothed (eval metrics are few and not smoothed).
 function runSeries(run, key) {
-  const pts = (metrics[run.id] || {})[key] || [];
+  const pts = (data.metrics[run.id] || {})[key] || [];
   const raw = pts.map((p) => p.value);
   return { pts, x: xs(run, pts), raw, y: key.startsWith("eval/") ? raw : smoothEma(raw, state.smooth) };
 }
 
 function runTraces(key) {
   const traces = [];
-  runs.forEach((run, i) => {
+  data.runs.forEach((run, i) => {
     const { pts, x, raw: y, y: smoothed } = runSeries(run, key);
     const color = COLORS[i % COLORS.length];
     if (state.smooth > 0 && !key.startsWith("eval/")) {
@@ -90,10 +101,10 @@ function runTraces(key) {
   return traces;
 }
 
-function groupTraces(key) {
-  const fields = groupFields(state.group, runs);
+export function groupTraces(key) {
+  const fields = groupFields(state.group, data.runs);
   const traces = [];
-  groupRuns(runs, fields).forEach((members, i) => {
+  groupRuns(data.runs, fields).forEach((members, i) => {
     // A run with no point of this metric yet (queued, or before its first eval) is left out.
     const series = members.map((run) => ({ run, ...runSeries(run, key) })).filter((s) => s.y.some(hasValue));
     if (!series.length) return;
@@ -117,12 +128,18 @@ function groupTraces(key) {
 // What grouping does, in words, for the hint under the controls.
 function groupHint() {
   if (!state.group) return "";
-  const others = groupFields(state.group, runs).slice(1).map((f) => FIELD_NAMES[f] || f);
+  const others = groupFields(state.group, data.runs).slice(1).map((f) => FIELD_NAMES[f] || f);
   const also = others.length === 1 ? `, and by ${others[0]}, which also differs among these runs`
     : others.length ? `, and by ${others.join(", ")}, which also differ among these runs` : "";
   return `Grouped by ${FIELD_NAMES[state.group] || state.group}${also}: a group's runs differ only in seed, name or tags. ` +
     "A line is their mean and the band their min–max, drawn where every run of the group has a value " +
     "(interpolated between its points), so a line stops where its shortest run ends.";
+}
+
+// The page's settings in words, for the exported file.
+function exportSettings() {
+  return [`smoothing ${state.smooth.toFixed(2)} (debiased EMA; eval metrics unsmoothed)`, `x-axis: ${X_TITLES[state.x]}`,
+    `y: ${state.logy ? "log" : "linear"}`, state.diff ? "config: only the fields that differ" : "config: every field"].join(" · ");
 }
 
 function hexToRgba(hex, a) {
@@ -134,15 +151,15 @@ function drawSummary() {
   const table = document.getElementById("summary-table");
   const head = el("tr");
   head.append(el("th", {}, "metric"));
-  for (const run of runs) head.append(el("th", {}, runTitle(run)));
+  for (const run of data.runs) head.append(el("th", {}, runTitle(run)));
   table.tHead.replaceChildren(head);
   const body = table.tBodies[0];
   body.replaceChildren();
   for (const [key, title, better] of shownKeys()) {
     const row = el("tr");
     row.append(el("th", {}, title));
-    for (const run of runs) {
-      const vals = ((metrics[run.id] || {})[key] || []).map((p) => p.value).filter((v) => v !== null);
+    for (const run of data.runs) {
+      const vals = ((data.metrics[run.id] || {})[key] || []).map((p) => p.value).filter((v) => v !== null);
       const final = vals.length ? vals[vals.length - 1] : null;
       const best = vals.length ? (better === "max" ? Math.max(...vals) : Math.min(...vals)) : null;
       row.append(el("td", { class: "num" }, `${fmt(final)} (best ${fmt(best)})`));
@@ -155,18 +172,18 @@ function drawConfig() {
   const table = document.getElementById("config-compare");
   const head = el("tr");
   head.append(el("th", {}, "field"));
-  for (const run of runs) head.append(el("th", {}, runTitle(run)));
+  for (const run of data.runs) head.append(el("th", {}, runTitle(run)));
   table.tHead.replaceChildren(head);
   const body = table.tBodies[0];
   body.replaceChildren();
-  const fields = [...new Set(runs.flatMap((r) => Object.keys(r.config)))];
+  const fields = [...new Set(data.runs.flatMap((r) => Object.keys(r.config)))];
   for (const f of fields) {
-    const values = runs.map((r) => JSON.stringify(r.config[f]));
+    const values = data.runs.map((r) => JSON.stringify(r.config[f]));
     const differs = new Set(values).size > 1;
     if (state.diff && !differs) continue;
     const row = el("tr", { class: differs ? "differs" : null, dataset: { field: f } });
     row.append(el("th", {}, f));
-    for (const r of runs) row.append(el("td", {}, configText(r.config[f])));
+    for (const r of data.runs) row.append(el("td", {}, configText(r.config[f])));
     body.append(row);
   }
 }
@@ -177,41 +194,40 @@ function redraw() {
   const hint = document.getElementById("group-hint");
   hint.textContent = groupHint();
   hint.hidden = !hint.textContent;
+  document.getElementById("group-note").textContent = state.unknownGroup
+    ? `There is no grouping by “${state.unknownGroup}” (the link's group=): showing every run, no grouping.` : "";
   const drawn = drawCharts();
   drawSummary();
   drawConfig();
   return drawn;
 }
 
-const ENDED = ["succeeded", "failed", "cancelled", "lost"];
-
 async function load() {
   // The first load takes over the requests compare-data.js started from the page's head.
-  const early = prefetched && prefetched.ids.join(",") === state.runs.join(",") ? prefetched : null;
-  prefetched = null;
-  runs = (await (early ? early.runs : fetchRuns(state.runs))).filter(Boolean);
-  document.getElementById("compare-title").textContent = `Compare ${runs.length} runs`;
-  metrics = {};
-  if (!runs.length) return;
+  const early = takePrefetched(state.runs);
+  data.runs = (await (early ? early.runs : fetchRuns(state.runs))).filter(Boolean);
+  document.getElementById("compare-title").textContent = `Compare ${data.runs.length} runs`;
+  data.metrics = {};
+  if (!data.runs.length) return;
   // A run that is gone makes the early request fail: ask again for the runs that exist.
-  const body = (early && (await early.metrics)) || (await fetchMetrics(runs.map((r) => r.id)));
+  const body = (early && (await early.metrics)) || (await fetchMetrics(data.runs.map((r) => r.id)));
   document.getElementById("compare-error").textContent = body ? "" :
-    `Could not load the runs' metrics (at most ${MAX_RUNS} runs can be compared at once).`;
+    `Could not load the runs' metrics (at most ${MAX_COMPARED} runs can be compared at once).`;
   for (const [id, byKey] of Object.entries(body ? body.runs : {})) {
-    metrics[id] = {};
+    data.metrics[id] = {};
     for (const [key, c] of Object.entries(byKey)) {
-      metrics[id][key] = c.step.map((step, i) => ({ step, value: c.value[i], time: c.time[i], flag: c.flag ? c.flag[i] : null }));
+      data.metrics[id][key] = c.step.map((step, i) => ({ step, value: c.value[i], time: c.time[i], flag: c.flag ? c.flag[i] : null }));
     }
   }
   if (isLlmExperiment()) drawLlmExperiment();
   else if (new URLSearchParams(window.location.search).has("experiment")) drawExperiment();
 }
 
-async function init() {
+async function initCompare() {
   readUrl();
   await load();
   const group = document.getElementById("group");
-  for (const f of ["name", "temperature", "alpha", "divergence", "teacher", "student", "dataset", "seed", "learning_rate"]) group.append(el("option", { value: f }, f));
+  for (const f of GROUP_FIELDS) group.append(el("option", { value: f }, f));
   const smooth = document.getElementById("smooth");
   smooth.value = String(state.smooth);
   smooth.addEventListener("input", () => { state.smooth = Number(smooth.value); redraw(); });
@@ -222,20 +238,21 @@ async function init() {
   logy.checked = state.logy;
   logy.addEventListener("change", () => { state.logy = logy.checked; redraw(); });
   group.value = state.group;
-  group.addEventListener("change", () => { state.group = group.value; redraw(); });
+  group.addEventListener("change", () => { state.group = group.value; state.unknownGroup = ""; redraw(); });
   const diff = document.getElementById("diff-only");
   diff.checked = state.diff;
   diff.addEventListener("change", () => { state.diff = diff.checked; redraw(); });
   await redraw();
-  document.getElementById("export").addEventListener("click", exportHtml);
+  document.getElementById("export").addEventListener("click", () =>
+    exportHtml(exportSettings(), data.runs.map((r) => r.id)));
   document.getElementById("export").disabled = false;
   document.body.dataset.ready = "1";  // first full draw done: tests and bench/compare_page.py wait on it
   // Runs still going (e.g. the built-in experiment): refresh until every one has ended.
   const timer = setInterval(async () => {
-    if (runs.every((r) => ENDED.includes(r.status))) { clearInterval(timer); return; }
+    if (data.runs.every((r) => ENDED.includes(r.status))) { clearInterval(timer); return; }
     await load();
     redraw();
   }, 4000);
 }
 
-init();
+initCompare();

@@ -1,5 +1,6 @@
 // Runs page: the launch form (launch.js) beside the live runs table (runs-table.js).
-"use strict";
+import { bindLaunch } from "./launch.js";
+import { bindTable } from "./runs-table.js";
 
 bindLaunch();
 bindTable();

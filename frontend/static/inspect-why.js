@@ -2,7 +2,8 @@
 // answer's own numbers (the teacher's top token at T = 1, what the slider's T reveals and what
 // is only flattening toward uniform, the soft loss at that T and its T² factor). Tokens go in
 // as text, never as HTML.
-"use strict";
+import { el, fmt } from "./common.js";
+import { isRealKit, labelOf, pct, roleOf, visible } from "./inspect-text.js";
 
 const CONFIDENT = 0.9;  // top-1 probability from which a distribution is called confident
 const REVEAL_RANK = 5;  // a runner-up: among the model's top 5 at T = 1 (T keeps the order)
@@ -25,7 +26,7 @@ function ordinal(n) { return `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th
 // higher T lifts, to at least twice the uniform share 1/V, are *revealed*; any other token that
 // rises is only *flattening* toward the uniform share, which every token approaches as T grows,
 // known or not.
-function classifyRunnerUps(tokens, vocab) {
+export function classifyRunnerUps(tokens, vocab) {
   const uniform = 1 / vocab, line = REVEAL_LIFT * uniform, standLine = Math.max(line, STAND_MIN);
   const ranked = [...tokens].sort((a, b) => b.base - a.base)
     .map((t, i) => ({ ...t, rank: t.rank ?? i + 1, lift: t.hot * vocab }));
@@ -40,13 +41,13 @@ function classifyRunnerUps(tokens, vocab) {
 
 // The truth's rank of each token (1 = most likely; tied words share a rank), 0 when the
 // language never says it.
-function truthRanks(truth, tokens) {
+export function truthRanks(truth, tokens) {
   const probs = new Map((truth || []).filter((t) => t.prob > 0).map((t) => [t.token, t.prob]));
   const all = [...probs.values()];
   return tokens.map((t) => (probs.has(t.token) ? 1 + all.filter((p) => p > probs.get(t.token)).length : 0));
 }
 
-function renderWhy(out, list, atSlider) {
+export function renderWhy(out, list, atSlider) {
   const box = document.getElementById("why-body");
   const blocks = [...list, ...(atSlider && !list.includes(atSlider) ? [atSlider] : [])]
     .sort((a, b) => a.temperature - b.temperature);

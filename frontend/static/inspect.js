@@ -1,6 +1,8 @@
 // Inspect page: next-token distributions of teacher and students at several temperatures.
 // Tokens are data: they go into the page as text (textContent) and into Plotly escaped.
-"use strict";
+import { api, el, errorText, fmt, plotlyLabel } from "./common.js";
+import { renderWhy } from "./inspect-why.js";
+import { isRealKit, labelOf, markerLegend, pct, plotlyText, visible } from "./inspect-text.js";
 
 const DEMO_PROMPTS = ["the lazy", "a tiny", "the big dog runs to the", "that sleepy kitten naps on a"];
 // The real kit (SmolLM2, byte-level BPE with a chat template): real language, plain and chat.
@@ -13,61 +15,15 @@ const DEFAULT_TEMPERATURES = "1, 2, 4";
 const DEFAULT_T = 3;  // the slider's T when the URL has none
 const MAX_TEMPERATURES = 16;  // InspectRequest.temperatures
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
-let lastRequest = null;
-let lastAnswer = null;  // redrawn as it is when only the view changes (the y-axis switch)
+// The last request sent and the answer drawn (redrawn as it is when only the view changes:
+// the y-axis switch).
+export const last = { request: null, answer: null };
 let sliderT = DEFAULT_T;
 let sent = 0;  // requests sent; an answer to an older one arrives stale and is dropped
 let debounce = null;
 
-// A token is shown as the text it stands for (the worker decodes byte-level pieces: " Paris",
-// never "ĠParis"), its whitespace as markers, other control characters as their byte.
-const MARKERS = [[" ", "␣", "a space"], ["\n", "↵", "a newline"], ["\t", "⇥", "a tab"], ["\r", "␍", "a carriage return"]];
-
-function visible(token) {
-  let out = token;
-  for (const [c, mark] of MARKERS) out = out.split(c).join(mark);
-  out = out.replace(/[\u0000-\u001f\u007f]/g, (c) => `<0x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}>`);
-  return out === "" ? "∅" : out;
-}
-
-// What the markers in these tokens mean, or "" when none is used.
-function markerLegend(tokens) {
-  const parts = MARKERS.filter(([c]) => tokens.some((t) => t.includes(c))).map(([, mark, what]) => `${mark} ${what}`);
-  if (tokens.some((t) => /<0x[0-9A-F]{2}>/.test(t))) parts.push("<0xE2> one byte of a character split across tokens");
-  return parts.length ? `In the tokens: ${parts.join(" · ")}.` : "";
-}
-
-// The real kit's models: named smollm2-…, or recorded so by the answer (`about`).
-function isRealKit(name, out) {
-  const a = out && (out.about || []).find((x) => x.model === name);
-  return (a && a.kit === "smollm2") || /^smollm2/i.test(name || "");
-}
-
 function firstModel() {
   return document.getElementById("i-models").value.split(",")[0].trim();
-}
-
-function plotlyText(token) {
-  // Plotly reads a few HTML-like tags in labels; entities make it draw the characters instead.
-  return visible(token).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
-function readable(name) {
-  // `run:3` is run 3's student, `run:3@200` its checkpoint at step 200; other names as they are.
-  const m = /^run:(\d+)(?:@(\d+))?$/.exec(name);
-  if (!m) return name;
-  return m[2] === undefined ? `student of run ${m[1]}` : `student of run ${m[1]} @ step ${m[2]}`;
-}
-
-// The answer's own label for a model (a run's student is named after its run), else readable().
-function labelOf(out, name) {
-  const a = (out.about || []).find((x) => x.model === name);
-  return a && a.label ? a.label : readable(name);
-}
-
-function roleOf(out, name) {
-  const a = (out.about || []).find((x) => x.model === name);
-  return a ? a.role : (name.startsWith("run:") ? "student" : null);
 }
 
 function params() {
@@ -104,13 +60,13 @@ function onSlider() {
   setSlider(Number((2 ** Number(document.getElementById("i-t").value)).toPrecision(2)), false);
   clearTimeout(debounce);
   debounce = setTimeout(() => {
-    const samePrompt = lastRequest && lastRequest.prompt === document.getElementById("i-prompt").value &&
-      lastRequest.chat === document.getElementById("i-chat").checked;
-    run(samePrompt ? lastRequest.position : undefined);
+    const samePrompt = last.request && last.request.prompt === document.getElementById("i-prompt").value &&
+      last.request.chat === document.getElementById("i-chat").checked;
+    run(samePrompt ? last.request.position : undefined);
   }, 250);
 }
 
-function readForm(position) {
+export function readInspectForm(position) {
   const temps = document.getElementById("i-temperatures").value.split(",").map((t) => t.trim()).filter(Boolean);
   const body = {
     models: document.getElementById("i-models").value.split(",").map((m) => m.trim()).filter(Boolean),
@@ -134,7 +90,7 @@ function withSlider(body) {
   return { listCount, sliderIndex };
 }
 
-function showErrors(detail) {
+function showInspectErrors(detail) {
   document.querySelectorAll("[id^=ierr-]").forEach((n) => (n.textContent = ""));
   const general = [];
   for (const err of Array.isArray(detail) ? detail : [{ msg: String(detail) }]) {
@@ -148,28 +104,32 @@ function showErrors(detail) {
 
 async function run(position) {
   clearTimeout(debounce);
-  const body = readForm(position);
+  const body = readInspectForm(position);
   const view = withSlider(body);
-  lastRequest = body;
+  last.request = body;
   const mine = ++sent;
-  showErrors([]);
+  showInspectErrors([]);
   const button = document.getElementById("inspect-button");
   button.disabled = true;
   button.textContent = "Inspecting…";
   try {
     const res = await api("/api/inspect", { method: "POST", body: JSON.stringify(body) });
     if (mine !== sent) return;  // a newer request is on its way: this answer is out of date
-    if (!res.ok) { showErrors(res.body ? res.body.detail : `HTTP ${res.status}`); showChat(null); return; }
+    if (!res.ok) {
+      showInspectErrors(Array.isArray(res.body && res.body.detail) ? res.body.detail : errorText(res));
+      showChat(null);
+      return;
+    }
     const q = new URLSearchParams({ models: body.models.join(","), prompt: body.prompt,
       temperatures: document.getElementById("i-temperatures").value, k: String(body.k), t: String(sliderT) });
     if (!document.getElementById("same-y").checked) q.set("y", "free");
     if (body.chat) q.set("chat", "1");
     if (body.position !== undefined) q.set("pos", String(res.body.position));  // a clicked token
     history.replaceState(null, "", `/inspect?${q}`);
-    lastAnswer = { out: res.body, view };
+    last.answer = { out: res.body, view };
     showChat(res.body);
     renderPrompts(res.body);
-    render(res.body, view);
+    renderAnswer(res.body, view);
   } finally {
     if (mine === sent) {
       button.disabled = false;
@@ -178,7 +138,7 @@ async function run(position) {
   }
 }
 
-function render(out, view) {
+function renderAnswer(out, view) {
   document.getElementById("result").hidden = false;
   const tokens = document.getElementById("tokens");
   tokens.replaceChildren();
@@ -244,13 +204,6 @@ function renderStats(out, blocks) {
 }
 
 const TRUTH_LABEL = "truth (demo language, at T = 1: never softened)";
-
-// A share as a percentage ("0.62 %", "99 %"), "–" when there is none.
-function pct(v) {
-  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
-  const x = v * 100;
-  return `${Math.abs(x) >= 10 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(1) : x.toPrecision(2)} %`;
-}
 
 // The bars' categories: each shown token's visible text, its id added when two read the same.
 function categories(out) {
@@ -395,7 +348,7 @@ function renderPrompts(out) {
   }
 }
 
-async function init() {
+async function initInspect() {
   const p = params();
   document.getElementById("i-models").value = p.models;
   document.getElementById("i-prompt").value = p.prompt;
@@ -410,7 +363,7 @@ async function init() {
     const q = new URLSearchParams(window.location.search);
     if (sameY.checked) q.delete("y"); else q.set("y", "free");
     history.replaceState(null, "", `/inspect?${q}`);
-    if (lastAnswer) render(lastAnswer.out, lastAnswer.view);
+    if (last.answer) renderAnswer(last.answer.out, last.answer.view);
   });
   const slider = document.getElementById("i-t");
   slider.addEventListener("input", onSlider);
@@ -424,4 +377,4 @@ async function init() {
   run(p.pos);  // a shared link keeps its token position
 }
 
-init();
+initInspect();

@@ -2,7 +2,7 @@
 // next to its field), the sweep builder and the built-in experiment's button. Every field is
 // required but the few marked optional, whose help says what empty means; an empty required
 // field is an error next to it and nothing is sent.
-"use strict";
+import { api, el, errorField, errorText } from "./common.js";
 
 const FIELDS = [
   { name: "name", type: "text", label: "name", optional: true, placeholder: "automatic if empty",
@@ -86,7 +86,7 @@ function fillForm(config) {
   clearErrors();
 }
 
-function readForm() {
+function readLaunchForm() {
   // The form's config, or null when a required field is empty: each such field then shows
   // the error (the api's default must never stand in for a value the user erased).
   const body = {};
@@ -103,7 +103,7 @@ function readForm() {
     else body[f.name] = raw;  // the api says what is wrong with it
   }
   if (!missing.length) return body;
-  showErrors(missing.map((f) => ({ loc: ["body", f.name], msg: "required: enter a value" })));
+  showLaunchErrors(missing.map((f) => ({ loc: ["body", f.name], msg: "required: enter a value" })));
   document.getElementById(`f-${missing[0].name}`).focus();
   return null;
 }
@@ -119,7 +119,7 @@ function clearErrors() {
   document.getElementById("form-error").textContent = "";
 }
 
-function showErrors(detail) {
+function showLaunchErrors(detail) {
   const general = [];
   for (const err of Array.isArray(detail) ? detail : [{ msg: String(detail) }]) {
     const loc = err.loc || [];
@@ -140,16 +140,16 @@ function showErrors(detail) {
 async function launch(event) {
   event.preventDefault();
   clearErrors();
-  const body = readForm();
+  const body = readLaunchForm();
   if (!body) { document.getElementById("form-error").textContent = `Required, left empty: ${missingLabels()}.`; return; }
   const button = document.getElementById("launch-button");
   button.disabled = true;
   try {
     const res = await api("/api/runs", { method: "POST", body: JSON.stringify(body) });
     if (res.status === 201) window.location.href = `/runs/${res.body.id}`;
-    else showErrors(res.body ? res.body.detail : `HTTP ${res.status}`);
+    else showLaunchErrors(Array.isArray(res.body && res.body.detail) ? res.body.detail : errorText(res));
   } catch (e) {
-    showErrors(`could not reach the api: ${e}`);
+    showLaunchErrors(`could not reach the api: ${e}`);
   } finally {
     button.disabled = false;
   }
@@ -203,7 +203,7 @@ async function launchSweep() {
   clearErrors();
   document.querySelectorAll("[id^=serr-]").forEach((n) => (n.textContent = ""));
   document.getElementById("sweep-error").textContent = "";
-  const base = readForm();  // the same required fields as a single run
+  const base = readLaunchForm();  // the same required fields as a single run
   if (!base) { document.getElementById("sweep-error").textContent = `Required in the form above, left empty: ${missingLabels()}.`; return; }
   const general = [];
   const button = document.getElementById("sweep-button");
@@ -218,20 +218,20 @@ async function launchSweep() {
   }
   if (res.status === 201) { window.location.href = res.body.compare_url; return; }
   const detail = res.body && res.body.detail;
-  for (const err of Array.isArray(detail) ? detail : [{ loc: [], msg: String(detail || `HTTP ${res.status}`) }]) {
+  for (const err of Array.isArray(detail) ? detail : [{ loc: [], msg: errorText(res) }]) {
     const [, part, field] = err.loc || [];
     if (part === "base" && field !== undefined) {
       // The base is the form above: the message goes next to its field there.
-      if (document.getElementById(`err-${field}`)) { showErrors([{ loc: ["body", field], msg: err.msg }]); continue; }
+      if (document.getElementById(`err-${field}`)) { showLaunchErrors([{ loc: ["body", field], msg: err.msg }]); continue; }
     }
     const slot = part === "grid" && field !== undefined && document.getElementById(`serr-${field}`);
     if (slot) slot.textContent = err.msg;
-    else general.push(`${(err.loc || []).slice(1).join(".")}: ${err.msg}`);
+    else general.push(errorField(err) ? `${errorField(err)}: ${err.msg}` : err.msg);
   }
   document.getElementById("sweep-error").textContent = general.join("\n");
 }
 
-function bindLaunch() {
+export function bindLaunch() {
   buildForm();
   document.getElementById("launch-form").addEventListener("submit", launch);
   document.getElementById("sweep-button").addEventListener("click", launchSweep);
@@ -240,8 +240,7 @@ function bindLaunch() {
   document.getElementById("experiment-button").addEventListener("click", async () => {
     const res = await api("/api/experiments/temperature", { method: "POST" });
     if (res.status === 201) window.location.href = res.body.compare_url;
-    else document.getElementById("experiment-error").textContent =
-      res.body && res.body.detail ? JSON.stringify(res.body.detail) : `HTTP ${res.status}`;
+    else document.getElementById("experiment-error").textContent = errorText(res);
   });
   loadCatalog();
 }

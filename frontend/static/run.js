@@ -1,5 +1,5 @@
 // Run page: status, progress, error text and live Plotly charts fed by Server-Sent Events.
-"use strict";
+import { ACTIVE, ENDED, api, el, errorText, fmt } from "./common.js";
 
 const RUN_ID = Number(window.location.pathname.split("/").filter(Boolean).pop());
 
@@ -85,7 +85,7 @@ function renderRun() {
   document.title = `distillscope — ${run.name}`;
   document.getElementById("run-title").textContent = `#${run.id} ${run.name}`;
   // A cancel asked for (here, or before a reload) and not yet carried out by the worker.
-  const active = ["queued", "running"].includes(run.status);
+  const active = ACTIVE.includes(run.status);
   const cancelling = active && (run.cancel_requested || cancelAsked);
   const status = document.getElementById("run-status");
   status.textContent = cancelling ? "cancelling…" : run.status;
@@ -115,12 +115,12 @@ function renderRun() {
 
 let teacherInfo = null;  // the run's teacher as /api/models describes it (role, profile)
 
-function pct(x) { return `${Math.round(x * 100)} %`; }
+function wholePct(x) { return `${Math.round(x * 100)} %`; }
 
 // Why soften this run's teacher, said with what the kit measured of it when it did: how often
 // its top token holds ≥ 0.9 on held-out text, how much of the truth's top 5 it ranks right, and
 // its KL to the truth at T = 1 and at its best T (of 1 to 8).
-function softenText(name, info) {
+export function softenText(name, info) {
   const p = info && info.profile;
   const tail = "Too high a T flattens everything toward uniform, known or not.";
   if (!p) {
@@ -136,7 +136,7 @@ function softenText(name, info) {
   const ranking = p.top5_overlap < 0.85
     ? ` But what it ranks is partly wrong: its top 5 hold only ${fmt(p.top5_overlap, 2)} of the truth's top 5, and T cannot reorder them.`
     : "";
-  const share = `${pct(p.confident_share)} of the held-out positions where the language has a choice`;
+  const share = `${wholePct(p.confident_share)} of the held-out positions where the language has a choice`;
   if (p.confident_share >= 0.5) {
     return `This run's teacher, ${name}, is confident: its top token holds at least 0.9 at ${share}, so at T = 1 its ` +
       `distribution says little more than the label does. Dividing by T > 1 lifts its runner-ups; those that rise well ` +
@@ -154,7 +154,7 @@ function softenText(name, info) {
 // answers — how often its top token holds ≥ 0.9, and how much of its mass its top 8 keep at
 // each T (on a 49,152-token vocabulary a high T moves most of it into the tail).
 function realSoftenText(name, p, tail) {
-  const share = `${pct(p.confident_share)} of the answer positions it was measured on`;
+  const share = `${wholePct(p.confident_share)} of the answer positions it was measured on`;
   const how = p.confident_share >= 0.5 ? `is confident: its top token holds at least 0.9 at ${share}`
     : p.confident_share >= 0.1 ? `is confident at some positions only: its top token holds at least 0.9 at ${share}`
     : `is not peaked: its top token holds at least 0.9 at only ${share}`;
@@ -163,7 +163,7 @@ function realSoftenText(name, p, tail) {
   let mass = "";
   if (byT.length) {
     const v = p.vocab ? ` of its ${p.vocab.toLocaleString("en-US")} tokens` : "";
-    mass = ` Its top 8${v} keep ${byT.map(([t, m]) => `${m < 0.01 ? "under 1 %" : pct(m)} of its mass at T = ${t}`).join(", ")}`;
+    mass = ` Its top 8${v} keep ${byT.map(([t, m]) => `${m < 0.01 ? "under 1 %" : wholePct(m)} of its mass at T = ${t}`).join(", ")}`;
     const [tHot, mHot] = byT[byT.length - 1];
     mass += mHot < 0.5 && tHot > 1
       ? `: at T = ${tHot} most of the softened target is the long tail, not the few runner-ups.`
@@ -241,8 +241,7 @@ function bindMeta() {
     if (note !== (run.note || "")) body.note = note;
     const res = await api(`/api/runs/${RUN_ID}`, { method: "PATCH", body: JSON.stringify(body) });
     if (!res.ok) {
-      document.getElementById("meta-error").textContent = Array.isArray(res.body && res.body.detail)
-        ? res.body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("\n") : `HTTP ${res.status}`;
+      document.getElementById("meta-error").textContent = errorText(res);
       return;
     }
     editor.hidden = true;
@@ -296,8 +295,7 @@ async function cancelRun() {
   if (res.ok) run = res.body;  // its cancel_requested keeps "cancelling…" across a reload
   else {
     cancelAsked = false;
-    const d = res.body && res.body.detail;
-    error.textContent = `Could not cancel: ${typeof d === "string" ? d : d ? JSON.stringify(d) : `HTTP ${res.status}`}`;
+    error.textContent = `Could not cancel: ${errorText(res)}`;
   }
   renderRun();
   await refreshRun();
@@ -364,5 +362,5 @@ bindMeta();
     if (ev.points && ev.points.length) openInspectorAt(ev.points[0].x);
   });
   stream();
-  setInterval(() => { if (run && !["succeeded", "failed", "cancelled", "lost"].includes(run.status)) refreshRun(); }, 2000);
+  setInterval(() => { if (run && !ENDED.includes(run.status)) refreshRun(); }, 2000);
 })();

@@ -2,7 +2,7 @@
 // collapsible groups, soft-loss sparklines, an inline editor for tags and the note, and the
 // selection of runs to compare. The columns fit a 1,280 px window: teacher → student and the
 // divergence are a line under the name, shown on demand ("models & divergence").
-"use strict";
+import { ACTIVE, MAX_COMPARED, api, el, errorText, fmt, statusBadge } from "./common.js";
 
 const COLUMNS = 10;  // as many as the header in index.html
 
@@ -56,8 +56,8 @@ function sparkline(points) {
 async function loadSparks(runs) {
   // Only runs whose series changed since the last fetch: ended runs are fetched once.
   const stale = runs.filter((r) => !sparks[r.id] || sparks[r.id].step !== r.step).map((r) => r.id);
-  for (let i = 0; i < stale.length; i += 50) {
-    const ids = stale.slice(i, i + 50);
+  for (let i = 0; i < stale.length; i += MAX_COMPARED) {  // as many as one request takes
+    const ids = stale.slice(i, i + MAX_COMPARED);
     const res = await api(`/api/metrics?runs=${ids.join(",")}&keys=train/soft_loss,train/hard_loss&max_points=60`);
     if (!res.ok) return;
     for (const id of ids) {
@@ -87,7 +87,7 @@ function runRow(r) {
   progress.append(el("progress", { max: r.total_steps, value: r.step }), el("span", { class: "steps" }, ` ${r.step}/${r.total_steps}`));
   const status = el("td");
   // A cancel asked for and not yet carried out by the worker (see the run page).
-  const cancelling = r.cancel_requested && ["queued", "running"].includes(r.status);
+  const cancelling = r.cancel_requested && ACTIVE.includes(r.status);
   status.append(cancelling ? el("span", { class: "status status-cancelling" }, "cancelling…") : statusBadge(r.status));
   const spark = el("td", { class: "spark" });
   spark.append(sparkline(sparks[r.id] && sparks[r.id].points), " ", el("span", { class: "num soft" }, fmt(r.latest["train/soft_loss"])));
@@ -114,11 +114,11 @@ function sweepRow(sweep, members) {
   box.checked = sweep.runs.every((id) => selected.has(id));
   box.addEventListener("change", () => {  // every run of the sweep, shown or filtered out
     for (const id of sweep.runs) box.checked ? selected.add(id) : selected.delete(id);
-    updateCompare(); render();
+    updateCompare(); renderTable();
   });
   const toggle = el("button", { type: "button", class: "link sweep-toggle", "aria-expanded": open ? "true" : "false" },
                     `${open ? "▾" : "▸"} sweep #${sweep.id}`);
-  toggle.addEventListener("click", () => { open ? expanded.delete(sweep.id) : expanded.add(sweep.id); render(); });
+  toggle.addEventListener("click", () => { open ? expanded.delete(sweep.id) : expanded.add(sweep.id); renderTable(); });
   const cell = el("td", { colspan: COLUMNS - 2, class: "sweep-cell" });
   const grid = Object.entries(sweep.grid).map(([k, v]) => `${k} ∈ {${v.join(", ")}}`).join(" × ");
   const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
@@ -129,7 +129,7 @@ function sweepRow(sweep, members) {
   return tr;
 }
 
-function render() {
+function renderTable() {
   if (!lastList || editing !== null) return;
   const body = lastList;
   const tbody = document.querySelector("#runs-table tbody");
@@ -182,12 +182,11 @@ async function refreshOnce(mine) {
   if (view.q) q.set("q", view.q);
   if (view.sweep) q.set("sweep", view.sweep);
   let res;
-  try { res = await api(`/api/runs?${q}`); } catch (e) { res = { ok: false, body: { detail: String(e) } }; }
+  try { res = await api(`/api/runs?${q}`); } catch (e) { res = { ok: false, status: 0, body: { detail: String(e) } }; }
   if (mine !== refreshSeq) return;
   const error = document.getElementById("runs-error");
   if (!res.ok) {
-    const d = res.body && res.body.detail;
-    error.textContent = `Could not list the runs: ${Array.isArray(d) ? d.map((x) => x.msg).join("; ") : d || `HTTP ${res.status}`}`;
+    error.textContent = `Could not list the runs: ${errorText(res)}`;
     return;
   }
   error.textContent = "";
@@ -195,7 +194,7 @@ async function refreshOnce(mine) {
   await loadSparks(res.body.data);
   if (mine !== refreshSeq) return;
   lastList = res.body;
-  render();
+  renderTable();
 }
 
 function openEditor(r) {
@@ -225,8 +224,7 @@ function openEditor(r) {
     if (!Object.keys(body).length) { close(); return; }
     const res = await api(`/api/runs/${r.id}`, { method: "PATCH", body: JSON.stringify(body) });
     if (res.ok) close();
-    else error.textContent = (res.body && Array.isArray(res.body.detail))
-      ? res.body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("\n") : `HTTP ${res.status}`;
+    else error.textContent = errorText(res);
   });
 }
 
@@ -235,7 +233,7 @@ function bindFilters() {
   document.getElementById("show-details").addEventListener("change", (e) => {
     view.details = e.target.checked ? "1" : "";
     writeView();
-    render();
+    renderTable();
   });
   document.getElementById("clear-sweep").addEventListener("click", () => { view.sweep = ""; writeView(); refreshRuns(); });
   document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; writeView(); refreshRuns(); });
@@ -256,7 +254,7 @@ function bindFilters() {
   }
 }
 
-function bindTable() {
+export function bindTable() {
   document.getElementById("compare-button").addEventListener("click", () => {
     window.location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`;
   });
