@@ -8,10 +8,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -37,6 +39,7 @@ class RunStatus:
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),)  # stale beats
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -52,8 +55,8 @@ class Run(Base):
     total_steps: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     latest: Mapped[dict] = mapped_column(JSON, default=dict)
-    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     note: Mapped[str | None] = mapped_column(Text)
     sweep_id: Mapped[int | None] = mapped_column(
         ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
@@ -76,7 +79,10 @@ class MetricPoint(Base):
     `value` is NULL and `flag` says 'nan', 'inf' or '-inf' (SQLite cannot hold NaN)."""
 
     __tablename__ = "metric_points"
-    __table_args__ = (UniqueConstraint("run_id", "key", "step", name="uq_point_run_key_step"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "key", "step", name="uq_point_run_key_step"),
+        Index("ix_metric_points_run_step", "run_id", "step"),  # points after a step (live)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
