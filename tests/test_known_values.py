@@ -186,7 +186,7 @@ def test_rollups_do_not_depend_on_batching_or_order(db):
         ), max_points
 
 
-def test_non_finite_points_are_gaps_in_exact_reads_and_absent_from_buckets(db):
+def test_non_finite_points_are_flagged_in_exact_and_in_downsampled_reads(db):
     from backend.db.session import transaction
     from backend.services.metrics import point_row, series, write_points
 
@@ -198,5 +198,6 @@ def test_non_finite_points_are_gaps_in_exact_reads_and_absent_from_buckets(db):
     assert [(p["step"], p["value"], p["flag"]) for p in exact] == [
         (s, None, "nan") if s == 4 else (s, float(s), None) for s in range(1, 11)
     ]
-    # 10 steps > 9 points, no whole 16-step bucket: min, max (= last) of the finite ones.
-    assert _series(run_id, 1, 10, max_points=9) == [(1, 1.0), (10, 10.0)]
+    # 10 steps > 9 points, no whole 16-step bucket: min, max (= last) of the finite ones,
+    # and the NaN as a flagged point (value None), as the exact read shows it.
+    assert _series(run_id, 1, 10, max_points=9) == [(1, 1.0), (4, None), (10, 10.0)]
