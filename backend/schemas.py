@@ -1,14 +1,63 @@
 """API schemas, kept apart from the ORM models (backend/db/models.py). `RunConfig` is also the
 worker's validated config: it is shared and must never import torch."""
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
+
+# A NUL (PostgreSQL's text cannot hold one) or a lone surrogate such as "\ud800" (not Unicode
+# text: neither database nor UTF-8 can store it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: object) -> object:
+    found = _UNSTORABLE.search(value) if isinstance(value, str) else None
+    if found is not None:
+        what = "a NUL character" if found.group() == "\x00" else "a lone surrogate"
+        raise ValueError(f"must not contain {what} ({found.group()!a} at index {found.start()})")
+    return value
+
+
+def text(**constraints) -> Any:
+    """The type of every free-text field of a request: a string with these constraints
+    (`Field`'s: min_length, max_length, pattern) that any database and UTF-8 can store. (The
+    constraints sit inside, so that their errors read as a string's, e.g. "at most 200
+    characters".)"""
+    return Annotated[str, Field(**constraints), BeforeValidator(_storable)]
+
+
+# The file system's limit on one part of a path (NAME_MAX, in bytes): a longer part is
+# `File name too long` when a name is resolved.
+NAME_MAX = 255
+
+
+def _resolvable(value: str) -> str:
+    for part in value.split("/"):
+        size = len(part.encode("utf-8"))
+        if size > NAME_MAX:
+            raise ValueError(
+                f"each '/'-separated part of a name is at most {NAME_MAX} bytes (the file "
+                f"system's limit); '{part[:20]}…' has {size}"
+            )
+    return value
+
+
+# A model or dataset name: a path under a root, a Hub id or `run:<id>`.
+ResourceName = Annotated[text(min_length=1, max_length=500), AfterValidator(_resolvable)]
 # A tag: no commas (the forms separate tags with them), no leading space, at most 64 characters.
-Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,\s][^,]*$")]
+Tag = text(min_length=1, max_length=64, pattern=r"^[^,\s][^,]*$")
 MAX_TAGS = 32
 # A run's smallest T: below it logits / T overflow float32 for ordinary logits (T = 1e-300 gave
 # an all-NaN run), and nothing is learned that T = 0.05 does not show.
@@ -20,18 +69,15 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str | None = Field(
+    name: text(max_length=200) | None = Field(
         default=None,
-        max_length=200,
         description="Absent or blank: the run is named from its config (T, α, student and what "
         "differs from the demo preset).",
     )
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
-    teacher: str = Field(
-        min_length=1, max_length=500, description="Model name or path under a model root."
-    )
-    student: str = Field(min_length=1, max_length=500)
-    dataset: str = Field(min_length=1, max_length=500)
+    teacher: ResourceName = Field(description="Model name or path under a model root.")
+    student: ResourceName
+    dataset: ResourceName
     temperature: float = Field(
         default=2.0,
         ge=MIN_TEMPERATURE,
@@ -203,9 +249,9 @@ class RunUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Absent fields stay as they are; name and tags cannot be null, a null note clears it.
-    name: Annotated[str, Field(min_length=1, max_length=200)] = None
+    name: text(min_length=1, max_length=200) = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = None
-    note: str | None = Field(default=None, max_length=10_000)
+    note: text(max_length=10_000) | None = None
 
 
 class SweepGrid(BaseModel):
@@ -328,10 +374,8 @@ class InspectRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    models: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
-        min_length=1, max_length=4
-    )
-    prompt: str = Field(min_length=1, max_length=4000)
+    models: list[ResourceName] = Field(min_length=1, max_length=4)
+    prompt: text(min_length=1, max_length=4000)
     temperatures: list[Annotated[float, Field(gt=0, le=100)]] = Field(
         default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0], min_length=1, max_length=16
     )

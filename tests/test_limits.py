@@ -68,6 +68,132 @@ def test_a_last_event_id_that_is_not_a_step_is_a_422(client, header):
         "/api/runs",
         json={"teacher": "demo-teacher", "student": "demo-student-s", "dataset": "demo"},
     ).json()
-    r = client.get(f"/api/runs/{run['id']}/stream", headers={"Last-Event-ID": header.encode("latin-1")})
+    r = client.get(
+        f"/api/runs/{run['id']}/stream", headers={"Last-Event-ID": header.encode("latin-1")}
+    )
     assert r.status_code == 422, r.text
     assert "Last-Event-ID" in r.text
+
+
+# Names and free text (#11): a name part longer than the file system takes, a NUL byte or a
+# lone surrogate is a 422 naming the field, on SQLite and on PostgreSQL.
+
+GOOD = {"teacher": "demo-teacher", "student": "demo-student-s", "dataset": "demo"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_client(request, env, monkeypatch):
+    """`client` on the test's SQLite, or on the session's PostgreSQL database; server errors
+    come back as 500s (not raised), as a user would see them."""
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+    from tests.conftest import _clear_caches
+
+    if request.param == "postgresql":
+        monkeypatch.setenv("DISTILLSCOPE_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        _clear_caches()
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _raw(body: dict) -> dict:
+    """A JSON body sent as it is written (httpx cannot encode a lone surrogate itself)."""
+    import json
+
+    return {"content": json.dumps(body), "headers": {"content-type": "application/json"}}
+
+
+def _names_the_field(r, loc: list) -> None:
+    assert r.status_code == 422, (loc, r.status_code, r.text)
+    assert any(e["loc"][: len(loc)] == loc for e in r.json()["detail"]), (loc, r.json())
+
+
+LONG_NAMES = ["x" * 300, "é" * 200, "org/" + "y" * 256]
+
+
+@pytest.mark.parametrize("name", LONG_NAMES)
+@pytest.mark.parametrize("field", ["teacher", "student", "dataset"])
+def test_a_name_longer_than_the_file_system_takes_is_a_422(client, field, name):
+    r = client.post("/api/runs", json={**GOOD, field: name})
+    _names_the_field(r, ["body", field])
+    assert "255 bytes" in r.text
+    sweep = {"base": {**GOOD, field: name}, "grid": {"seed": [1, 2]}}
+    _names_the_field(client.post("/api/sweeps", json=sweep), ["body", "base", field])
+
+
+@pytest.mark.parametrize("name", LONG_NAMES)
+def test_an_inspected_model_name_longer_than_the_file_system_takes_is_a_422(client, name):
+    r = client.post("/api/inspect", json={"models": ["demo-teacher", name], "prompt": "the"})
+    _names_the_field(r, ["body", "models", 1])
+
+
+def test_an_os_error_in_resolving_a_name_is_a_catalog_error(env):
+    """Whatever reaches the catalogue without the schema (the worker, the cli)."""
+    from backend.services import catalog
+    from backend.settings import get_settings
+
+    for resolve in (catalog.resolve_model, catalog.resolve_dataset):
+        for name in ("x" * 300, "x" * 300 + ".txt", "é" * 200):
+            with pytest.raises(catalog.CatalogError, match="File name too long"):
+                resolve(name, get_settings())
+
+
+# The 422 of a lone surrogate echoes it in `input`, which UTF-8 cannot encode: rendering it was
+# the 500 (backend/main.py's _json_safe must escape it; reported, not in this module's files).
+SURROGATE_ECHO = pytest.mark.xfail(
+    strict=True, reason="the 422 that echoes a lone surrogate fails to render (backend/main.py)"
+)
+BAD_TEXT = [
+    pytest.param("a\x00b", id="nul"),
+    pytest.param("a\ud800b", id="surrogate", marks=SURROGATE_ECHO),
+]
+TEXT_FIELDS = [  # (method, path, body with the bad text at {}, location of the error)
+    ("post", "/api/runs", lambda x: {**GOOD, "name": x}, ["body", "name"]),
+    ("post", "/api/runs", lambda x: {**GOOD, "tags": ["ok", x]}, ["body", "tags", 1]),
+    ("post", "/api/runs", lambda x: {**GOOD, "teacher": x}, ["body", "teacher"]),
+    ("post", "/api/runs", lambda x: {**GOOD, "dataset": x}, ["body", "dataset"]),
+    ("patch", "/api/runs/{}", lambda x: {"name": x}, ["body", "name"]),
+    ("patch", "/api/runs/{}", lambda x: {"note": x}, ["body", "note"]),
+    ("patch", "/api/runs/{}", lambda x: {"tags": [x]}, ["body", "tags", 0]),
+    (
+        "post",
+        "/api/sweeps",
+        lambda x: {"base": {**GOOD, "name": x}, "grid": {"seed": [1, 2]}},
+        ["body", "base", "name"],
+    ),
+    ("post", "/api/inspect", lambda x: {"models": [x], "prompt": "the"}, ["body", "models", 0]),
+    (
+        "post",
+        "/api/inspect",
+        lambda x: {"models": ["demo-teacher"], "prompt": x},
+        ["body", "prompt"],
+    ),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT)
+@pytest.mark.parametrize(("method", "path", "body", "loc"), TEXT_FIELDS)
+def test_a_nul_or_a_lone_surrogate_in_free_text_is_a_422(
+    any_db_client, method, path, body, loc, bad
+):
+    client = any_db_client
+    run = client.post("/api/runs", json=GOOD).json()  # to PATCH (PostgreSQL's may hold more)
+    count = client.get("/api/runs").json()["count"]
+    r = getattr(client, method)(path.format(run["id"]), **_raw(body(bad)))
+    _names_the_field(r, loc)
+    assert ("NUL" if "\x00" in bad else "surrogate") in r.text
+    # Nothing was stored: the run unchanged, no other run.
+    assert client.get(f"/api/runs/{run['id']}").json() == run
+    assert client.get("/api/runs").json()["count"] == count
+
+
+@pytest.mark.parametrize("param", ["tag", "q"])
+@pytest.mark.parametrize("bad", ["a%00b", "%ED%A0%80"], ids=["nul", "surrogate-bytes"])
+def test_a_nul_in_the_runs_filters_is_a_422_or_matches_nothing(any_db_client, param, bad):
+    r = any_db_client.get(f"/api/runs?{param}={bad}")
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 422:
+        assert param in r.text
+    else:
+        assert r.json()["count"] == 0

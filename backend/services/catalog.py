@@ -6,6 +6,8 @@ no `..`, no absolute path elsewhere, no symlink that escapes."""
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from backend.schemas import DatasetInfo, ModelInfo
@@ -25,7 +27,26 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+@contextmanager
+def _resolving(name: str, what: str) -> Iterator[None]:
+    """Any error of the file system while a name is resolved (`File name too long`, a symlink
+    loop, a folder it may not read) is a CatalogError naming the name, not a 500."""
+    try:
+        yield
+    except CatalogError:
+        raise
+    except (OSError, RuntimeError, ValueError) as e:  # RuntimeError: Path.resolve's loops
+        shown = name if len(name) <= 80 else f"{name[:80]}…"
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise CatalogError(f"{what} '{shown}' cannot be resolved: {why}") from None
+
+
 def _resolve(name: str, roots: list[Path], marker: str, what: str) -> Path:
+    with _resolving(name, what):
+        return _find(name, roots, marker, what)
+
+
+def _find(name: str, roots: list[Path], marker: str, what: str) -> Path:
     if not name or name.strip() != name:
         raise CatalogError(f"{what} name must be non-empty without surrounding spaces")
     candidate = Path(name)
@@ -145,9 +166,10 @@ def resolve_dataset(name: str, settings: Settings) -> Path:
     roots = settings.all_dataset_roots
     if name.endswith(SUFFIXES) and ".." not in Path(name).parts:
         candidate = Path(name)
-        for path in [candidate] if candidate.is_absolute() else [r / candidate for r in roots]:
-            if path.is_file() and any(_inside(path, r) for r in roots):
-                return path.resolve()
+        with _resolving(name, "dataset"):
+            for path in [candidate] if candidate.is_absolute() else [r / candidate for r in roots]:
+                if path.is_file() and any(_inside(path, r) for r in roots):
+                    return path.resolve()
     return _resolve(name, roots, "dataset.json", "dataset")
 
 
