@@ -219,3 +219,23 @@ def test_random_windows_keep_order_extremes_and_flags(env):
             assert min(finite, key=finite.get) in got and max(finite, key=finite.get) in got
             assert max(finite) in got or not math.isfinite(window[max(window)])
             assert all(st in got for st, v in window.items() if not math.isfinite(v))
+
+
+def test_rebuild_rollups_restores_what_older_writers_left(client):
+    """Rollups written before replays were recomputed and non-finite points listed: stale
+    extremes and no level -1 rows. rebuild_rollups makes them what the points imply."""
+    from sqlalchemy import delete, update
+
+    from backend.services.metrics import rebuild_rollups
+
+    run_id = _run()
+    values = {st: float(st % 11) for st in range(5_000)} | {300: math.nan, 4_000: -math.inf}
+    _write(run_id, values)
+    m = MetricRollup
+    with transaction() as s:  # what an older writer could leave behind
+        s.execute(delete(m).where(m.run_id == run_id, m.level == FLAGGED))
+        s.execute(update(m).where(m.run_id == run_id, m.level == 2).values(max_value=100.0))
+    assert _stored_rollups(run_id) != _expected_rollups(values)
+    with transaction() as s:
+        rebuild_rollups(s, run_id)
+    assert _stored_rollups(run_id) == _expected_rollups(values)
