@@ -1,6 +1,9 @@
 """The Celery app as the api sees it: it only sends task names, so it never imports the worker
 (or torch). worker/tasks.py registers the task bodies on the same app."""
 
+import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 
 from celery import Celery
@@ -77,10 +80,90 @@ def ping_workers(timeout: float = 1.0) -> dict:
     return {"available": True, "workers": sorted(name for r in replies for name in r)}
 
 
-def run_inspection(request: dict, timeout: float = 60.0) -> dict:
-    """Send an inspection to the inspect queue and wait for its answer."""
+INSPECTIONS_IN_FLIGHT = 16  # the most inspections one api process waits for at once
+INSPECT_RETRY_AFTER_S = 5  # what a refused client is told to wait (the Retry-After header)
+
+
+class InspectionsBusy(Exception):
+    """Every inspection slot of this api process is taken: try again in a few seconds."""
+
+    def __init__(self, size: int):
+        super().__init__(
+            f"{size} inspections are already in flight, the most this api waits for at once: "
+            f"try again in {INSPECT_RETRY_AFTER_S} s"
+        )
+
+
+class InspectionSlots:
+    """A bounded set of waits, each on a thread of a pool of its own: a full set refuses at
+    once, and the server's threadpool (which every sync route needs) is never held by a wait.
+    A slot is free only when its thread is, even if the client that asked has gone."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.taken = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(size, 1), thread_name_prefix="inspect-wait")
+
+    @property
+    def full(self) -> bool:
+        return self.taken >= self.size
+
+    def reserve(self) -> "InspectionSlot":
+        """Take a slot now (before any work for the request), or raise InspectionsBusy."""
+        with self._lock:
+            if self.taken >= self.size:
+                raise InspectionsBusy(self.size)
+            self.taken += 1
+        return InspectionSlot(self)
+
+    def submit(self, fn, *args) -> Future:
+        """Reserve a slot and run fn(*args) on it."""
+        with self.reserve() as slot:
+            return slot.submit(fn, *args)
+
+    def _release(self) -> None:
+        with self._lock:
+            self.taken -= 1
+
+
+class InspectionSlot:
+    """One reserved slot: used as a context manager, it is given back on exit unless a wait
+    was submitted on it, which gives it back when the wait ends."""
+
+    def __init__(self, slots: InspectionSlots):
+        self._slots = slots
+        self._future: Future | None = None
+
+    def submit(self, fn, *args) -> Future:
+        assert self._future is None, "one wait per slot"
+        self._future = self._slots._pool.submit(fn, *args)
+        self._future.add_done_callback(lambda _: self._slots._release())
+        return self._future
+
+    def __enter__(self) -> "InspectionSlot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._future is None:
+            self._slots._release()
+
+
+INSPECTIONS = InspectionSlots(INSPECTIONS_IN_FLIGHT)
+
+
+def _send_and_wait(request: dict, timeout: float) -> dict:
     result = get_celery().send_task(INSPECT_TASK, args=[request], queue=INSPECT_QUEUE)
     try:
+        # Celery's own wait: on Redis it reads the result's pub/sub channel (which polling
+        # result.ready() would leave unread), on the SQLite backend it polls the results file.
         return result.get(timeout=timeout)
     finally:
         result.forget()
+
+
+async def run_inspection(request: dict, slot: InspectionSlot, timeout: float = 60.0) -> dict:
+    """Send an inspection to the inspect queue and wait for its answer on a reserved slot
+    (INSPECTIONS.reserve()), off the event loop and off the server's threadpool. Raises
+    celery's TimeoutError when no worker answers within `timeout`."""
+    return await asyncio.wrap_future(slot.submit(_send_and_wait, request, timeout))

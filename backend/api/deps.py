@@ -22,8 +22,11 @@ SessionDep = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_token(settings: SettingsDep, authorization: str | None = Header(default=None)):
-    """When DISTILLSCOPE_API_TOKEN is set, mutating endpoints need `Authorization: Bearer`."""
+async def require_token(authorization: str | None = Header(default=None)):
+    """When DISTILLSCOPE_API_TOKEN is set, mutating endpoints need `Authorization: Bearer`.
+    Async and dependency-free, so the check takes no threadpool thread (a refused or busy
+    request costs the server nothing that /api/health needs)."""
+    settings = get_settings()
     if settings.api_token and authorization != f"Bearer {settings.api_token}":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token")
 
