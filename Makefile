@@ -21,15 +21,15 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	@echo "installing distillscope and its dependencies into $(VENV) ..."
 	@t0=$$(date +%s); \
 	  $(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "$(TORCH_SPEC)" || exit 1; \
-	  $(PIP) install --quiet -e . && echo "installed in $$(( $$(date +%s) - t0 )) s"
+	  $(PIP) install --quiet -e ".[worker]" && echo "installed in $$(( $$(date +%s) - t0 )) s"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev,real]"
+	$(PIP) install --quiet -e ".[worker,dev,real]"
 	touch $@
 
 $(VENV)/.installed-real: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[real]"
+	$(PIP) install --quiet -e ".[worker,real]"
 	touch $@
 
 install: $(VENV)/.installed
