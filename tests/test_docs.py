@@ -87,3 +87,60 @@ def test_redoc_renders_the_api_offline(browser, api):
     )
     assert "Create Run" in headings  # POST /api/runs, summarised from its function's name
     assert not outside and not errors, (outside, errors)
+
+
+# A docstring or a page that cites a file (`docs/x.md`, `README.md`, `docs/x.png`), optionally a
+# section of it (`docs/x.md ("Heading")`), cites one this repository has.
+CITATION = re.compile(
+    r"(?<![\w/.-])((?:[\w-]+/)*[\w.-]+\.md|docs/[\w./-]*\w)(?:\s*\(\"([^\"]+)\"\))?"
+)
+SOURCE_DIRS = ("backend", "worker", "tests", "bench", "frontend")
+
+
+def _docstrings(path) -> list[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = [tree] + [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    ]
+    return [d for d in map(ast.get_docstring, nodes) if d]
+
+
+def _citations():
+    from tests.support import ROOT
+
+    texts = [
+        (py, doc)
+        for folder in SOURCE_DIRS
+        for py in sorted((ROOT / folder).rglob("*.py"))
+        for doc in _docstrings(py)
+    ]
+    texts += [(md, md.read_text(encoding="utf-8")) for md in [ROOT / "README.md"]]
+    texts += [(md, md.read_text(encoding="utf-8")) for md in sorted((ROOT / "docs").glob("*.md"))]
+    for source, text in texts:
+        for m in CITATION.finditer(text):
+            yield source, m.group(1), m.group(2)
+
+
+def test_every_file_a_docstring_cites_is_in_the_repo():
+    from tests.support import ROOT
+
+    found, missing = 0, []
+    for source, cited, section in _citations():
+        found += 1
+        target = next(
+            (p for p in (ROOT / cited, source.parent / cited) if p.is_file()),
+            None,
+        )
+        where = f"{source.relative_to(ROOT)} cites {cited}"
+        if target is None:
+            missing.append(f"{where}: no such file in the repo")
+        elif section and not re.search(
+            rf"^#+\s+{re.escape(section)}\s*$", target.read_text(encoding="utf-8"), re.M
+        ):
+            missing.append(f'{where} ("{section}"): no such heading there')
+    assert found, "no citation found: the pattern is broken"
+    assert not missing, "\n".join(missing)

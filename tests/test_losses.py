@@ -1,6 +1,6 @@
 """Unit tests of the distillation loss (worker/distill/losses.py) against the conventions of
-DESIGN.md ("The loss"): known answers on tiny tensors, and equivalences with a plain autograd
-reference written here."""
+docs/losses.md ("Conventions"): known answers on tiny tensors, and equivalences with a plain
+autograd reference written here."""
 
 import math
 
@@ -42,7 +42,7 @@ def reference(
     ignore_index=IGNORE,
     num_tokens=None,
 ):
-    """The loss of DESIGN.md written plainly (float32, autograd, no chunks)."""
+    """The loss of docs/losses.md written plainly (float32, autograd, no chunks)."""
     vocab = s.shape[-1]
     s = s.float().reshape(-1, vocab)
     t = t.detach().float().reshape(-1, vocab)

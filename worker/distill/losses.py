@@ -1,4 +1,5 @@
-"""The distillation loss, to the letter of DESIGN.md ("The loss").
+"""The distillation loss, to the letter of docs/losses.md ("Conventions"), which also says
+how this code computes it (chunks, gradients, the top-k teacher).
 
 For each position i whose label is not `ignore_index`, with student logits z_s and teacher
 logits z_t aligned so that row i predicts labels[i]:
