@@ -3,7 +3,7 @@
 
 import asyncio
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import lru_cache
 
 from celery import Celery
@@ -95,15 +95,14 @@ class InspectionsBusy(Exception):
 
 
 class InspectionSlots:
-    """A bounded set of waits, each on a thread of a pool of its own: a full set refuses at
-    once, and the server's threadpool (which every sync route needs) is never held by a wait.
-    A slot is free only when its thread is, even if the client that asked has gone."""
+    """A bounded set of waits, each on a thread of its own: a full set refuses at once, and
+    the server's threadpool (which every sync route needs) is never held by a wait. A slot is
+    free only when its thread is, even if the client that asked has gone."""
 
     def __init__(self, size: int):
         self.size = size
         self.taken = 0
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max(size, 1), thread_name_prefix="inspect-wait")
 
     @property
     def full(self) -> bool:
@@ -136,10 +135,28 @@ class InspectionSlot:
         self._future: Future | None = None
 
     def submit(self, fn, *args) -> Future:
+        """Run fn(*args) on a daemon thread (a pending wait never holds up the api's exit)."""
         assert self._future is None, "one wait per slot"
-        self._future = self._slots._pool.submit(fn, *args)
-        self._future.add_done_callback(lambda _: self._slots._release())
-        return self._future
+        future = self._future = Future()
+        future.add_done_callback(lambda _: self._slots._release())
+        # Running: a request cancelled (its client gone) cannot cancel it, so the slot stays
+        # taken until the thread ends.
+        future.set_running_or_notify_cancel()
+
+        def run() -> None:
+            try:
+                result = fn(*args)
+            except BaseException as e:  # handed to the awaiting request
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+
+        try:
+            threading.Thread(target=run, name="inspect-wait", daemon=True).start()
+        except BaseException as e:  # no thread to be had: the slot is given back
+            future.set_exception(e)
+            raise
+        return future
 
     def __enter__(self) -> "InspectionSlot":
         return self

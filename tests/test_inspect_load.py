@@ -119,3 +119,24 @@ def test_inspect_needs_the_token_when_one_is_set(env, monkeypatch):
         assert c.post("/api/inspect", json=BODY, headers=wrong).status_code == 401
         ok = {"Authorization": "Bearer s3cret"}
         assert c.post("/api/inspect", json=bad, headers=ok).status_code == 422
+
+
+def test_a_slot_stays_taken_until_its_wait_ends_even_if_the_request_is_cancelled():
+    from backend.queue import InspectionSlots
+
+    slots, release = InspectionSlots(1), threading.Event()
+
+    async def main():
+        waiting = asyncio.ensure_future(asyncio.wrap_future(slots.submit(release.wait)))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # the client went away; its wait on the worker goes on
+        await asyncio.sleep(0.05)
+        assert slots.full
+        release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if not slots.full:
+                return
+
+    asyncio.run(main())
+    assert slots.taken == 0
