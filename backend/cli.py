@@ -90,8 +90,9 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
 MAX_RESTARTS_PER_MINUTE = 5  # a worker that dies more often than this is broken, not unlucky
 
 
-def up(host: str, port: int, data_dir: str | None) -> int:
-    """Migrate, prepare the demo kit if missing, start api + worker, wait for Ctrl-C."""
+def up(host: str, port: int, data_dir: str | None, demo_kit: bool = True) -> int:
+    """Migrate, prepare the demo kit if missing, start api + workers (restarting a worker that
+    dies), wait for Ctrl-C."""
     _apply_data_dir(data_dir)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,9 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     t0 = time.perf_counter()
     upgrade()
     print(f"database migrations: {time.perf_counter() - t0:.1f} s", flush=True)
-    rc = subprocess.call([sys.executable, "-m", "backend.cli", "demo", "prepare"])
+    rc = (
+        subprocess.call([sys.executable, "-m", "backend.cli", "demo", "prepare"]) if demo_kit else 0
+    )
     if rc != 0:
         print(
             "demo kit preparation failed (run it again: finished parts are kept)", file=sys.stderr
@@ -213,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--host", default="127.0.0.1")
     p_up.add_argument("--port", type=int, default=8000)
     p_up.add_argument("--data-dir", default=None)
+    p_up.add_argument(
+        "--no-demo-kit",
+        dest="demo_kit",
+        action="store_false",
+        help="do not build the demo kit: use the models and datasets already in the data dir "
+        "and the model/dataset roots",
+    )
     p_api = sub.add_parser("api", help="run the api server only")
     p_api.add_argument("--host", default="127.0.0.1")
     p_api.add_argument("--port", type=int, default=8000)
@@ -243,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up(args.host, args.port, args.data_dir)
+        return up(args.host, args.port, args.data_dir, args.demo_kit)
     _apply_data_dir(args.data_dir)
     if args.command == "api":
         from backend.db.migrate import upgrade
