@@ -6,8 +6,9 @@
 // ---- Constants.
 
 export const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "lost"];
-export const ACTIVE = ["queued", "running"];  // a worker has it, or will
-export const ENDED = ["succeeded", "failed", "cancelled", "lost"];  // the pages stop polling
+// `lost` (its worker died) is not an end: the api queues the run again and it resumes.
+export const ACTIVE = ["queued", "running", "lost"];  // a worker has it, or will
+export const ENDED = ["succeeded", "failed", "cancelled"];  // the pages stop polling
 // Runs in one /api/metrics request, and so on one compare page or export: the api's
 // MAX_COMPARED (backend; a test holds the two equal).
 export const MAX_COMPARED = 100;

@@ -101,7 +101,10 @@ function renderRun() {
   document.getElementById("inspect-link").href = inspectUrl(`run:${run.id}`);
   const err = document.getElementById("run-error");
   err.hidden = !run.error;
-  err.textContent = run.error ? `This run ${run.status === "lost" ? "was lost" : "failed"}: ${run.error}` : "";
+  // Only a failed run ends with an error; a lost one (its worker died) is queued again.
+  err.textContent = !run.error ? ""
+    : run.status === "failed" ? `This run failed: ${run.error}`
+    : `This run was interrupted: ${run.error}`;
   renderExplainer();
   renderMeta();
   const c = run.config;
