@@ -197,3 +197,23 @@ def test_a_nul_in_the_runs_filters_is_a_422_or_matches_nothing(any_db_client, pa
         assert param in r.text
     else:
         assert r.json()["count"] == 0
+
+
+def test_an_inspected_position_past_the_prompt_is_refused_with_its_length(tiny_kit):
+    """It was clamped to the prompt's end without a word (#11). Through the api: test_fuzz.py."""
+    from backend.schemas import InspectRequest
+    from backend.settings import Settings
+    from worker.inspect import inspect_prompt
+
+    settings = Settings(data_dir=tiny_kit)
+    req = InspectRequest(models=["demo-teacher"], prompt="the lazy", position=1_000_000)
+    with pytest.raises(
+        ValueError, match=r"^position: 1000000 is past .* has 3 tokens \(positions 0 to 2,"
+    ):
+        inspect_prompt(req, settings)  # <bos> the lazy
+    assert inspect_prompt(req.model_copy(update={"position": 2}), settings)["position"] == 2
+    long = req.model_copy(update={"prompt": "the lazy cat " * 20, "max_tokens": 10})
+    with pytest.raises(
+        ValueError, match=r"has 61 tokens, cut to the first 10 here \(positions 0 to 9"
+    ):
+        inspect_prompt(long.model_copy(update={"position": 10}), settings)

@@ -298,10 +298,17 @@ def inspect_prompt(req: InspectRequest, settings: Settings) -> dict:
             f"chat: the prompt in the chat template has {len(ids)} tokens, over the {limit} "
             "that can be inspected here; shorten the prompt"
         )
+    if req.position is not None and req.position >= min(len(ids), limit):  # never clamped
+        n = min(len(ids), limit)
+        length = f"{len(ids)} tokens, cut to the first {n} here" if cut else f"{n} tokens"
+        raise ValueError(
+            f"position: {req.position} is past the prompt's end: the prompt has {length} "
+            f"(positions 0 to {n - 1}, counting the <bos> the tokenizer may add)"
+        )
     ids = ids[:limit]
     names = tok.names
     vocab = len(names)
-    position = len(ids) - 1 if req.position is None else min(req.position, len(ids) - 1)
+    position = len(ids) - 1 if req.position is None else req.position
     input_ids = torch.tensor([ids], device=device)
     logits = [_forward(s, input_ids, vocab) for s in sources]  # each (L, V)
 
