@@ -67,11 +67,14 @@ async def lifespan(_app: FastAPI):
 
 
 def _json_safe(value):
-    """NaN and infinities are not JSON: echo them back as strings (e.g. a rejected NaN)."""
+    """NaN and infinities are not JSON: echo them back as strings (e.g. a rejected NaN); a lone
+    surrogate (a rejected "\ud800") is not UTF-8: echo it escaped."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
