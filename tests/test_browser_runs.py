@@ -5,7 +5,7 @@ fields, automatic names, the table's width at 1,280 px, and cancelling from the 
 import httpx
 import pytest
 
-from tests.support import Stack
+from tests.support import Stack, page_modules
 
 pytestmark = pytest.mark.browser
 
@@ -198,8 +198,10 @@ def test_run_page_explains_with_its_numbers_and_a_click_opens_the_inspector(brow
     )
     # The explainer writes the loss with this run's own α, T and latest values.
     formula = page.text_content("#why-formula")
+    latest = httpx.get(f"{stack.url}/api/runs/{run['id']}").json()["latest"]
+    page_modules(page, "common")
     soft, hard = page.evaluate(
-        "[fmt(run.latest['train/soft_loss']), fmt(run.latest['train/hard_loss'])]"
+        "([s, h]) => [fmt(s), fmt(h)]", [latest["train/soft_loss"], latest["train/hard_loss"]]
     )
     assert f"0.7 · {soft} + 0.3 · {hard}" in formula and "T² = 9" in formula
     assert "KL(teacher_T ‖ student_T)" in formula

@@ -151,13 +151,16 @@ function askToken(refused, reason) {
   return asking;
 }
 
-// fetch() for the api: JSON content type when there is a body, the kept token, and on a 401 the
+// fetch() for the api: a JSON content type on every change (a body-less POST too: the api reads
+// an empty JSON body, and a page on another site cannot send that header without asking), the
+// kept token, and on a 401 the
 // token form, then the same request again (until it passes or the form is cancelled, when the
 // 401 is returned).
 export async function apiFetch(path, options = {}) {
   for (;;) {
     const token = storedToken();
-    const headers = { ...(options.body !== undefined ? { "Content-Type": "application/json" } : {}),
+    const method = (options.method || "GET").toUpperCase();
+    const headers = { ...(["GET", "HEAD"].includes(method) ? {} : { "Content-Type": "application/json" }),
                       ...(options.headers || {}) };
     if (token) headers.Authorization = `Bearer ${token}`;
     const res = await fetch(path, { ...options, headers });

@@ -2,7 +2,7 @@
 // collapsible groups, soft-loss sparklines, an inline editor for tags and the note, and the
 // selection of runs to compare. The columns fit a 1,280 px window: teacher → student and the
 // divergence are a line under the name, shown on demand ("models & divergence").
-import { ACTIVE, MAX_COMPARED, api, el, errorText, fmt, statusBadge } from "./common.js";
+import { ACTIVE, MAX_COMPARED, STATUSES, api, el, errorText, fmt, statusBadge } from "./common.js";
 
 const COLUMNS = 10;  // as many as the header in index.html
 
@@ -19,6 +19,12 @@ const expanded = new Set();   // sweep ids shown open
 const sparks = {};            // run id -> { step, points }
 let editing = null;           // run id whose editor is open (the table then pauses refreshing)
 let lastList = null;
+
+function fillStatuses() {
+  // Any, the active ones, and each status: the shared list, so a new status shows here too.
+  document.getElementById("filter-status").replaceChildren(el("option", { value: "" }, "any"),
+    el("option", { value: ACTIVE.join(",") }, "active"), ...STATUSES.map((s) => el("option", { value: s }, s)));
+}
 
 function readView() {
   const q = new URLSearchParams(window.location.search);
@@ -258,6 +264,7 @@ export function bindTable() {
   document.getElementById("compare-button").addEventListener("click", () => {
     window.location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`;
   });
+  fillStatuses();
   readView();
   bindFilters();
   refreshRuns();
