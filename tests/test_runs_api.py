@@ -108,7 +108,11 @@ def test_a_sweep_queues_one_run_per_combination(client):
 @pytest.mark.parametrize(
     ("body", "loc", "says"),
     [
-        ({"grid": {"temperature": [1, 0]}}, ["body", "grid", "temperature", 1], "greater than or equal to 0.05"),
+        (
+            {"grid": {"temperature": [1, 0]}},
+            ["body", "grid", "temperature", 1],
+            "greater than or equal to 0.05",
+        ),
         ({"grid": {"alpha": [0.5, 0.5]}}, ["body", "grid", "alpha"], "each value once"),
         ({"grid": {"divergence": ["kl"]}}, ["body", "grid", "divergence", 0], "forward_kl"),
         ({"grid": {"colour": [1]}}, ["body", "grid", "colour"], "Extra inputs"),
@@ -165,7 +169,7 @@ def test_checkpoints_a_student_can_be_inspected_at(client, env):
 
 
 def test_a_broker_failure_part_way_through_a_sweep_leaves_no_run_queued(client, monkeypatch):
-    from backend.api.routes import runs as routes
+    from backend.services import queueing
 
     sent = []
 
@@ -174,7 +178,7 @@ def test_a_broker_failure_part_way_through_a_sweep_leaves_no_run_queued(client, 
             raise ConnectionError("broker gone")
         sent.append(run_id)
 
-    monkeypatch.setattr(routes, "enqueue_training", flaky)
+    monkeypatch.setattr(queueing, "enqueue_training", flaky)
     r = client.post("/api/sweeps", json={"base": GOOD, "grid": {"seed": [0, 1, 2, 3]}})
     assert r.status_code == 503 and "broker gone" in r.text, r.text
     runs = {x["id"]: x for x in client.get("/api/runs").json()["data"]}
