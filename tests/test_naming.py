@@ -79,7 +79,7 @@ def test_a_warm_up_equal_to_the_default_is_not_named():
 
 
 def test_a_long_name_is_cut_to_the_limit():
-    long = "org/" + "very-long-model-name-" * 20
+    long = "org/" + "very-long-model-name-" * 10 + "/" + "very-long-model-name-" * 10
     name = _name(teacher=long, student=long)
     assert len(name) == MAX_NAME == 200 and name.endswith("…")
     assert name.startswith(f"T=2 α=0.5 {long[:50]}")
