@@ -472,3 +472,59 @@ def test_the_real_kit_preset_says_how_to_prepare_the_kit_when_missing(browser, a
     assert "make real" not in page.text_content("#preset-description")
     assert "warning" not in (page.get_attribute("#preset-description", "class") or "")
     assert not errors, errors
+
+
+def _stored_runs(n: int) -> list[int]:
+    """`n` succeeded runs written straight to the database (the api lists them like any)."""
+    from backend.db.models import Run
+    from backend.db.session import transaction
+
+    config = {**BASE, "temperature": 2.0, "alpha": 0.5}
+    with transaction() as s:
+        runs = [
+            Run(
+                name=f"stored {i}",
+                tags=[],
+                config=config,
+                status="succeeded",
+                step=12,
+                total_steps=12,
+                latest={},
+            )
+            for i in range(n)
+        ]
+        s.add_all(runs)
+        s.flush()
+        return [r.id for r in runs]
+
+
+def test_the_runs_table_pages_through_many_runs(browser, api_stack):
+    url = api_stack.url
+    ids = _stored_runs(230)  # three pages of 100, newest first
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    newest = sorted(ids, reverse=True)
+    _wait_rows(page, newest[:100])
+    assert page.text_content("#runs-count") == "230 runs"
+    assert page.text_content("#page-info") == "runs 1–100 of 230 · page 1 of 3"
+    assert page.is_disabled("#page-prev") and page.is_enabled("#page-next")
+    page.click("#page-next")
+    _wait_rows(page, newest[100:200])
+    assert "page=2" in page.url
+    page.click("#page-next")
+    _wait_rows(page, newest[200:])
+    assert page.text_content("#page-info") == "runs 201–230 of 230 · page 3 of 3"
+    assert page.is_disabled("#page-next")
+    # The page is in the URL (a reload keeps it); a new sort starts again at the first page.
+    page.reload()
+    _wait_rows(page, newest[200:])
+    page.click("th[data-sort=id]")
+    _wait_rows(page, sorted(ids)[:100])
+    assert "page=" not in page.url
+    # A filter with fewer runs than a page hides the pager.
+    page.fill("#filter-text", "stored 229")
+    _wait_rows(page, [ids[229]])
+    assert page.is_hidden("#runs-pager")
+    assert not errors, errors

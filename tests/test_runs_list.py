@@ -182,6 +182,10 @@ def test_status_sweep_and_pages_as_before(db):
         _check(db, sweep_id=sweep_id, sort="-soft")
     for offset in (0, 1, 40, 89, 90, 500):
         _check(db, limit=13, offset=offset, sort="progress")
+    # A text or tag filter counts its matches along with the page: also past its last page.
+    for offset in (0, 5, 13, 89, 500):
+        _check(db, limit=13, offset=offset, q="run")
+        _check(db, limit=13, offset=offset, tag="hot", q="a")
 
 
 def test_every_tag_in_use_sorted_by_code_point(db):

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import Float, Row, Text, case, cast, delete, func, or_, select
+from sqlalchemy import Float, Row, Text, case, cast, column, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import MetricPoint, Run, Sweep
@@ -172,11 +172,26 @@ def _filters(*, dialect, status, tag, q, sweep_id) -> list:
             or_(
                 has(Run.name),
                 has(Run.note),
-                *(has(Run.config[f].as_string()) for f in _TEXT_FIELDS),
+                _config_has(has, dialect),
                 select(1).select_from(t).where(has(t.c.value)).exists(),
             )
         )
     return where
+
+
+def _config_has(has, dialect: str):
+    """`has` true of one of the config's _TEXT_FIELDS. PostgreSQL reads the config (json, not
+    jsonb) as a record once per run, not once per field: half the time of a text search."""
+    if dialect != "postgresql":
+        return or_(*(has(Run.config[f].as_string()) for f in _TEXT_FIELDS))
+    record = (
+        func.json_to_record(Run.config)
+        .table_valued(*(column(f, Text) for f in _TEXT_FIELDS))
+        .render_derived(name="run_config", with_types=True)
+    )
+    return (
+        select(1).select_from(record).where(or_(*(has(record.c[f]) for f in _TEXT_FIELDS))).exists()
+    )
 
 
 def _order(sort: str, dialect: str) -> list:
@@ -217,10 +232,15 @@ def list_runs(
     read-only rows with a Run's columns as attributes."""
     dialect = _prepare(session)
     where = _filters(dialect=dialect, status=status, tag=tag, q=q, sweep_id=sweep_id)
-    count = session.scalar(select(func.count()).select_from(Run).where(*where))
-    page = select(*Run.__table__.c).where(*where).order_by(*_order(sort, dialect))
+    counting = select(func.count()).select_from(Run).where(*where)
+    columns = list(Run.__table__.c)
+    scans = bool(tag or (q and q.strip()))  # filters no index serves: each query reads every run
+    if scans:  # one pass, not two: the number matching comes with the page
+        columns.append(func.count().over().label("matching"))
+    page = select(*columns).where(*where).order_by(*_order(sort, dialect))
     # Rows, not ORM objects: a page of 500 loads in a third of the time, and it is read only.
     runs = list(session.execute(page.limit(limit).offset(offset)))
+    count = runs[0].matching if scans and runs else session.scalar(counting)
     return runs, count, all_tags(session=session)
 
 

@@ -5,6 +5,8 @@
 import { ACTIVE, MAX_COMPARED, STATUSES, api, el, errorText, fmt, statusBadge } from "./common.js";
 
 const COLUMNS = 10;  // as many as the header in index.html
+// Runs per page: the table (and its 2-second poll) stays light however many runs there are.
+export const PAGE_SIZE = 100;
 
 const selected = new Set();
 
@@ -14,7 +16,7 @@ function updateCompare() {
   b.textContent = selected.size >= 2 ? `Compare ${selected.size} runs` : "Compare selected";
 }
 
-const view = { status: "", tag: "", q: "", sort: "-id", sweep: "", details: "" };
+const view = { status: "", tag: "", q: "", sort: "-id", sweep: "", details: "", page: "" };
 const expanded = new Set();   // sweep ids shown open
 const sparks = {};            // run id -> { step, points }
 let editing = null;           // run id whose editor is open (the table then pauses refreshing)
@@ -29,6 +31,7 @@ function fillStatuses() {
 function readView() {
   const q = new URLSearchParams(window.location.search);
   for (const k of Object.keys(view)) if (q.has(k)) view[k] = q.get(k);
+  view.page = pageNumber() > 1 ? String(pageNumber()) : "";
   if (view.sweep) expanded.add(Number(view.sweep));  // opened from a run page: show its sweep
   document.getElementById("filter-status").value = view.status;
   document.getElementById("filter-text").value = view.q;
@@ -39,6 +42,31 @@ function writeView() {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(view)) if (v && !(k === "sort" && v === "-id")) q.set(k, v);
   history.replaceState(null, "", q.toString() ? `/?${q}` : "/");
+}
+
+// The page shown, from 1 (anything else in the URL is the first page).
+function pageNumber() {
+  const n = Number(view.page);
+  return Number.isInteger(n) && n > 1 ? n : 1;
+}
+
+function setPage(n) {
+  view.page = n > 1 ? String(n) : "";
+  writeView();
+  refreshRuns();
+}
+
+// Pages through the runs matching the filters; a new filter or sort starts at page 1.
+function showPager(count) {
+  const page = pageNumber(), pages = Math.max(1, Math.ceil(count / PAGE_SIZE));
+  const pager = document.getElementById("runs-pager");
+  pager.hidden = pages <= 1 && page === 1;
+  const first = (page - 1) * PAGE_SIZE + 1, last = Math.min(page * PAGE_SIZE, count);
+  document.getElementById("page-info").textContent = first <= count
+    ? `runs ${first.toLocaleString("en")}–${last.toLocaleString("en")} of ${count.toLocaleString("en")} · page ${page} of ${pages}`
+    : `page ${page} is past the last page (${pages})`;
+  document.getElementById("page-prev").disabled = page <= 1;
+  document.getElementById("page-next").disabled = page >= pages;
 }
 
 function sparkline(points) {
@@ -127,7 +155,9 @@ function sweepRow(sweep, members) {
   toggle.addEventListener("click", () => { open ? expanded.delete(sweep.id) : expanded.add(sweep.id); renderTable(); });
   const cell = el("td", { colspan: COLUMNS - 2, class: "sweep-cell" });
   const grid = Object.entries(sweep.grid).map(([k, v]) => `${k} ∈ {${v.join(", ")}}`).join(" × ");
-  const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
+  // The states counted are those of the runs listed here (a page or a filter may hold only some).
+  const summary = (members.length < sweep.runs.length ? `${members.length} listed here: ` : "") +
+    Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
   const compare = el("a", { class: "button-link", href: `/compare?runs=${[...sweep.runs].join(",")}` }, "compare");
   cell.append(toggle, " ", el("b", {}, sweep.name), el("span", { class: "hint" }, ` · ${sweep.runs.length} runs (${summary}) · ${grid} `), compare);
   const pick = el("td"); pick.append(box);
@@ -158,8 +188,9 @@ function renderTable() {
   const chip = document.getElementById("sweep-filter");
   chip.hidden = !view.sweep;
   chip.firstChild.textContent = `sweep #${view.sweep} only `;
-  document.getElementById("runs-count").textContent = `${body.count} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}`;
+  document.getElementById("runs-count").textContent = `${body.count.toLocaleString("en")} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}`;
   document.getElementById("no-runs").hidden = body.count > 0 || filtered;
+  showPager(body.count);
 }
 
 function fillTags(tags) {
@@ -182,7 +213,7 @@ async function refreshRuns() {
 }
 
 async function refreshOnce(mine) {
-  const q = new URLSearchParams({ limit: "500", sort: view.sort });
+  const q = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String((pageNumber() - 1) * PAGE_SIZE), sort: view.sort });
   if (view.status) q.set("status", view.status);
   if (view.tag) q.set("tag", view.tag);
   if (view.q) q.set("q", view.q);
@@ -241,12 +272,14 @@ function bindFilters() {
     writeView();
     renderTable();
   });
-  document.getElementById("clear-sweep").addEventListener("click", () => { view.sweep = ""; writeView(); refreshRuns(); });
-  document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; writeView(); refreshRuns(); });
-  document.getElementById("filter-tag").addEventListener("change", (e) => { view.tag = e.target.value; writeView(); refreshRuns(); });
+  document.getElementById("clear-sweep").addEventListener("click", () => { view.sweep = ""; view.page = ""; writeView(); refreshRuns(); });
+  document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; view.page = ""; writeView(); refreshRuns(); });
+  document.getElementById("filter-tag").addEventListener("change", (e) => { view.tag = e.target.value; view.page = ""; writeView(); refreshRuns(); });
+  document.getElementById("page-prev").addEventListener("click", () => setPage(pageNumber() - 1));
+  document.getElementById("page-next").addEventListener("click", () => setPage(pageNumber() + 1));
   document.getElementById("filter-text").addEventListener("input", (e) => {
     clearTimeout(typing);
-    typing = setTimeout(() => { view.q = e.target.value.trim(); writeView(); refreshRuns(); }, 250);
+    typing = setTimeout(() => { view.q = e.target.value.trim(); view.page = ""; writeView(); refreshRuns(); }, 250);
   });
   for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
     th.addEventListener("click", () => {
@@ -254,6 +287,7 @@ function bindFilters() {
       // Numbers and dates start descending (newest, highest) on the first click.
       const first = ["name", "status", "temperature", "alpha", "soft", "hard"].includes(key) ? key : `-${key}`;
       view.sort = view.sort === first ? (first.startsWith("-") ? key : `-${key}`) : first;
+      view.page = "";
       writeView();
       refreshRuns();
     });
