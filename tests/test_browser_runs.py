@@ -507,7 +507,7 @@ def test_the_runs_table_pages_through_many_runs(browser, api_stack):
     page.goto(url + "/")
     newest = sorted(ids, reverse=True)
     _wait_rows(page, newest[:100])
-    assert page.text_content("#runs-count") == "230 runs"
+    assert page.text_content("#runs-count") == "230 runs · 1–100 listed"
     assert page.text_content("#page-info") == "runs 1–100 of 230 · page 1 of 3"
     assert page.is_disabled("#page-prev") and page.is_enabled("#page-next")
     page.click("#page-next")
@@ -516,6 +516,7 @@ def test_the_runs_table_pages_through_many_runs(browser, api_stack):
     page.click("#page-next")
     _wait_rows(page, newest[200:])
     assert page.text_content("#page-info") == "runs 201–230 of 230 · page 3 of 3"
+    assert page.text_content("#runs-count") == "230 runs · 201–230 listed"
     assert page.is_disabled("#page-next")
     # The page is in the URL (a reload keeps it); a new sort starts again at the first page.
     page.reload()
@@ -527,4 +528,5 @@ def test_the_runs_table_pages_through_many_runs(browser, api_stack):
     page.fill("#filter-text", "stored 229")
     _wait_rows(page, [ids[229]])
     assert page.is_hidden("#runs-pager")
+    assert page.text_content("#runs-count") == "1 run match"
     assert not errors, errors

@@ -188,7 +188,10 @@ function renderTable() {
   const chip = document.getElementById("sweep-filter");
   chip.hidden = !view.sweep;
   chip.firstChild.textContent = `sweep #${view.sweep} only `;
-  document.getElementById("runs-count").textContent = `${body.count.toLocaleString("en")} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}`;
+  // More than a page: which of them the table lists (the pager under it moves on).
+  const first = (pageNumber() - 1) * PAGE_SIZE + 1, last = first + body.data.length - 1;
+  const shown = body.count > PAGE_SIZE && body.data.length ? ` · ${first.toLocaleString("en")}–${last.toLocaleString("en")} listed` : "";
+  document.getElementById("runs-count").textContent = `${body.count.toLocaleString("en")} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}${shown}`;
   document.getElementById("no-runs").hidden = body.count > 0 || filtered;
   showPager(body.count);
 }
