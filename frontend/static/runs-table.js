@@ -56,12 +56,24 @@ function setPage(n) {
   refreshRuns();
 }
 
-// Pages through the runs matching the filters; a new filter or sort starts at page 1.
+// A new filter or sort: set it, and start again at the first page.
+function changeView(changes) {
+  Object.assign(view, changes, { page: "" });
+  writeView();
+  refreshRuns();
+}
+
+// The page shown, the number of pages, and the 1-based positions of its first and last runs.
+function pageRange(count) {
+  const page = pageNumber();
+  return { page, pages: Math.max(1, Math.ceil(count / PAGE_SIZE)),
+           first: (page - 1) * PAGE_SIZE + 1, last: Math.min(page * PAGE_SIZE, count) };
+}
+
+// Pages through the runs matching the filters.
 function showPager(count) {
-  const page = pageNumber(), pages = Math.max(1, Math.ceil(count / PAGE_SIZE));
-  const pager = document.getElementById("runs-pager");
-  pager.hidden = pages <= 1 && page === 1;
-  const first = (page - 1) * PAGE_SIZE + 1, last = Math.min(page * PAGE_SIZE, count);
+  const { page, pages, first, last } = pageRange(count);
+  document.getElementById("runs-pager").hidden = pages <= 1 && page === 1;
   document.getElementById("page-info").textContent = first <= count
     ? `runs ${first.toLocaleString("en")}–${last.toLocaleString("en")} of ${count.toLocaleString("en")} · page ${page} of ${pages}`
     : `page ${page} is past the last page (${pages})`;
@@ -189,8 +201,8 @@ function renderTable() {
   chip.hidden = !view.sweep;
   chip.firstChild.textContent = `sweep #${view.sweep} only `;
   // More than a page: which of them the table lists (the pager under it moves on).
-  const first = (pageNumber() - 1) * PAGE_SIZE + 1, last = first + body.data.length - 1;
-  const shown = body.count > PAGE_SIZE && body.data.length ? ` · ${first.toLocaleString("en")}–${last.toLocaleString("en")} listed` : "";
+  const { first, last } = pageRange(body.count);
+  const shown = body.count > PAGE_SIZE && first <= last ? ` · ${first.toLocaleString("en")}–${last.toLocaleString("en")} listed` : "";
   document.getElementById("runs-count").textContent = `${body.count.toLocaleString("en")} run${body.count === 1 ? "" : "s"}${filtered ? " match" : ""}${shown}`;
   document.getElementById("no-runs").hidden = body.count > 0 || filtered;
   showPager(body.count);
@@ -275,24 +287,21 @@ function bindFilters() {
     writeView();
     renderTable();
   });
-  document.getElementById("clear-sweep").addEventListener("click", () => { view.sweep = ""; view.page = ""; writeView(); refreshRuns(); });
-  document.getElementById("filter-status").addEventListener("change", (e) => { view.status = e.target.value; view.page = ""; writeView(); refreshRuns(); });
-  document.getElementById("filter-tag").addEventListener("change", (e) => { view.tag = e.target.value; view.page = ""; writeView(); refreshRuns(); });
+  document.getElementById("clear-sweep").addEventListener("click", () => changeView({ sweep: "" }));
+  document.getElementById("filter-status").addEventListener("change", (e) => changeView({ status: e.target.value }));
+  document.getElementById("filter-tag").addEventListener("change", (e) => changeView({ tag: e.target.value }));
   document.getElementById("page-prev").addEventListener("click", () => setPage(pageNumber() - 1));
   document.getElementById("page-next").addEventListener("click", () => setPage(pageNumber() + 1));
   document.getElementById("filter-text").addEventListener("input", (e) => {
     clearTimeout(typing);
-    typing = setTimeout(() => { view.q = e.target.value.trim(); view.page = ""; writeView(); refreshRuns(); }, 250);
+    typing = setTimeout(() => changeView({ q: e.target.value.trim() }), 250);
   });
   for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
     th.addEventListener("click", () => {
       const key = th.dataset.sort;
       // Numbers and dates start descending (newest, highest) on the first click.
       const first = ["name", "status", "temperature", "alpha", "soft", "hard"].includes(key) ? key : `-${key}`;
-      view.sort = view.sort === first ? (first.startsWith("-") ? key : `-${key}`) : first;
-      view.page = "";
-      writeView();
-      refreshRuns();
+      changeView({ sort: view.sort === first ? (first.startsWith("-") ? key : `-${key}`) : first });
     });
   }
 }
