@@ -42,21 +42,24 @@ REDOC = "/static/vendor/redoc-2.5.4"
 DOCS_CSP = "connect-src 'self'; img-src 'self' data: blob:; font-src 'self' data:"
 
 
-async def _sweep_lost_runs() -> None:
+async def _sweep_once() -> None:
     """Runs whose worker died are marked lost and queued again (backend/services/lifecycle.py;
     idempotent: any api replica may)."""
     settings = get_settings()
-    interval = max(1.0, min(10.0, settings.heartbeat_timeout_s / 3))
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: lifecycle.sweep(settings=settings, enqueue=enqueue_training)
+        )
+    except Exception:  # noqa: BLE001 - a database hiccup must not end the sweeper
+        log.warning("lost-run sweep failed", exc_info=True)
 
-    def sweep() -> list[int]:
-        return lifecycle.sweep(settings=settings, enqueue=enqueue_training)
 
+async def _sweep_lost_runs() -> None:
+    """A sweep every few seconds (a third of the heartbeat timeout, 1 to 10 s)."""
+    interval = max(1.0, min(10.0, get_settings().heartbeat_timeout_s / 3))
     while True:
-        try:
-            await anyio.to_thread.run_sync(sweep)
-        except Exception:  # noqa: BLE001 - a database hiccup must not end the sweeper
-            log.warning("lost-run sweep failed", exc_info=True)
         await asyncio.sleep(interval)
+        await _sweep_once()
 
 
 def freeze_startup_heap() -> None:
@@ -72,6 +75,9 @@ def freeze_startup_heap() -> None:
 async def lifespan(_app: FastAPI):
     upgrade()  # idempotent: brings the database to the latest migration
     freeze_startup_heap()
+    # The first sweep before the first request: runs left lost or running by a stopped
+    # stack are queued again at once, and nothing written after start-up races with it.
+    await _sweep_once()
     sweeper = asyncio.create_task(_sweep_lost_runs())
     yield
     sweeper.cancel()

@@ -328,11 +328,18 @@ def test_lost_heartbeat_is_detected_and_the_run_queued_again(env, monkeypatch):
     monkeypatch.setenv("DISTILLSCOPE_HEARTBEAT_TIMEOUT_S", "2")
     _clear_caches()
     with TestClient(create_app()) as c:
-        stale, fresh = _stored_run(RunStatus.RUNNING), _stored_run(RunStatus.RUNNING)
+        # Each run with its heartbeat in one transaction: the sweeper is already running, and
+        # a running run without a heartbeat is one it takes for lost.
         with transaction() as s:
-            s.get(Run, stale).heartbeat_at = utcnow() - timedelta(seconds=30)
-            s.get(Run, stale).worker_host = "gpu-7:123"
-            s.get(Run, fresh).heartbeat_at = utcnow() + timedelta(seconds=30)
+            runs = [
+                Run(name=name, tags=[], config=GOOD, status=RunStatus.RUNNING, step=0,
+                    total_steps=3, latest={}, heartbeat_at=utcnow() + timedelta(seconds=ago),
+                    worker_host="gpu-7:123")
+                for name, ago in (("stale", -30), ("fresh", 30))
+            ]  # fmt: skip
+            s.add_all(runs)
+            s.flush()
+            stale, fresh = (r.id for r in runs)
         deadline = time.monotonic() + 10
         while c.get(f"/api/runs/{stale}").json()["status"] != "queued":
             assert time.monotonic() < deadline, "the sweeper never queued the run again"

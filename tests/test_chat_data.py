@@ -215,3 +215,41 @@ def test_an_unknown_chat_format_is_a_422_at_submit(client, tmp_path):
         assert r.status_code == 422, r.text
         err = r.json()["detail"][0]
         assert err["loc"] == ["body", "dataset"] and says in err["msg"], err
+
+
+FOLDERS = {
+    # name: (dataset.json as text, files, what the 422 says)
+    "bad-line": ('{"kind": "chat", "train": "t.jsonl"}', {"t.jsonl": '{"prompt": 1}\n'},
+                 "t.jsonl line 1: expected an object"),
+    "no-train": ('{"train": "train.txt"}', {}, "\"train\" names 'train.txt', which is not in"),
+    "bad-eval": ('{"eval": "e.jsonl"}', {"train.txt": "a b c\n", "e.jsonl": "nope\n"},
+                 "e.jsonl line 1: not JSON"),
+    "gone-eval": ('{"eval": "e.txt"}', {"train.txt": "a b c\n"}, "\"eval\" names 'e.txt'"),
+    "outside": ('{"train": "../outside.txt"}', {}, "which is outside the folder"),
+    "not-json": ('{"train": ', {"train.txt": "a\n"}, "dataset.json is not JSON"),
+    "a-list": ('["train.txt"]', {"train.txt": "a\n"}, "must hold an object"),
+}  # fmt: skip
+
+
+def test_a_dataset_folder_is_read_at_submit_as_the_worker_reads_it(client, tmp_path):
+    """A folder's manifest and the first lines of the files it names: a bad one is a 422
+    naming the folder's file and line, not a run that fails in the worker."""
+    root = tmp_path / "data" / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "outside.txt").write_text("a b c\n")
+    for name, (manifest, files, _) in FOLDERS.items():
+        (root / name).mkdir()
+        (root / name / "dataset.json").write_text(manifest)
+        for file, text in files.items():
+            (root / name / file).write_text(text)
+    good = {"teacher": "demo-teacher", "student": "demo-student-s", "max_steps": 2}
+    for name, (_, _, says) in FOLDERS.items():
+        r = client.post("/api/runs", json={**good, "dataset": name})
+        assert r.status_code == 422, (name, r.text)
+        err = r.json()["detail"][0]
+        assert err["loc"] == ["body", "dataset"] and says in err["msg"], (name, err)
+    # Without an eval file or an "eval" entry, a folder is fine (5 % of train is held out).
+    (root / "plain").mkdir()
+    (root / "plain" / "dataset.json").write_text("{}")
+    (root / "plain" / "train.txt").write_text("a b c\nd e f\n")
+    assert client.post("/api/runs", json={**good, "dataset": "plain"}).status_code == 201

@@ -169,3 +169,30 @@ def test_a_short_run_and_an_inspection_on_the_real_pair(real_kit_dir):
     assert out["vocab_size"] == 49152 and not any("Ġ" in t or "Ċ" in t for t in out["tokens"])
     teacher_t4 = out["temperatures"][1]["models"][0]
     assert teacher_t4["mass_outside_top_k"] > 0.9  # at T = 4 the top 8 keep under 10 %
+
+
+def test_a_tokenizer_read_with_other_special_tokens_than_its_gguf_file_is_refused(tmp_path):
+    """transformers 4.57 reads SmolLM2's GGUF tokenizer with <|im_start|> (id 1) as its end of
+    sequence and no padding token, where the file says 2 for both: the kit would be built with
+    answers that never stop. A file of metadata alone stands for the GGUF here."""
+    from types import SimpleNamespace
+
+    from gguf import GGUFWriter
+
+    path = tmp_path / "tokens.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_pad_token_id(2)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    convert.check_special_tokens(
+        SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=2), path
+    )
+    with pytest.raises(ValueError) as e:
+        convert.check_special_tokens(
+            SimpleNamespace(bos_token_id=1, eos_token_id=1, pad_token_id=None), path
+        )
+    assert "eos token id 1 where the file says 2; padding token id None where" in str(e.value)

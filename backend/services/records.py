@@ -105,3 +105,52 @@ def check_records(path: Path, lines: int = 200) -> None:
         raise ValueError(
             f"{path.name}: no completion tokens to learn from (every completion is empty)"
         )
+
+
+def dataset_files(folder: Path) -> tuple[str, Path | str, Path | None]:
+    """A dataset folder as its dataset.json describes it: (kind, the train file, the eval file
+    or None when it names none or that file is absent: the worker then holds out 5 % of the
+    training documents). For kind "hub" the train entry is a 🤗 datasets id, not a file.
+    ValueError saying what is wrong: no readable manifest, or a file it names that is missing
+    or outside the folder."""
+    where = f"{folder.name}/dataset.json"
+    try:
+        manifest = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where} is not JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f'{where} must hold an object such as {{"train": "train.txt"}}')
+    kind = manifest.get("kind", "text")
+    if kind == "hub":
+        return kind, str(manifest["train"]), None
+    files = []
+    for key, default in (("train", "train.txt"), ("eval", "eval.txt")):
+        name = manifest.get(key, default)
+        if key == "eval" and not name:
+            files.append(None)
+            continue
+        if not isinstance(name, str) or not name:
+            raise ValueError(f'{where}: "{key}" must be a file name in the folder')
+        path = folder / name
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(f'{where}: "{key}" names {name!r}, which is outside the folder')
+        if not path.is_file():
+            if key == "eval" and "eval" not in manifest:
+                files.append(None)  # no eval.txt, none named: a held-out share instead
+                continue
+            raise ValueError(f'{where}: "{key}" names {name!r}, which is not in the folder')
+        files.append(path)
+    return kind, files[0], files[1]
+
+
+def check_dataset(path: Path) -> None:
+    """A dataset file, or a folder's manifest and the first lines of each file it names, read
+    as the worker will read them; ValueError saying what is wrong."""
+    if path.is_file():
+        check_records(path)
+        return
+    kind, train, eval_ = dataset_files(path)
+    if kind != "hub":
+        check_records(train)
+        if eval_ is not None:
+            check_records(eval_)

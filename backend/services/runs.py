@@ -12,7 +12,7 @@ from backend.db.models import MetricPoint, Run, Sweep
 from backend.schemas import MAX_SWEEP_RUNS, MAX_TAGS, RunConfig, SweepGrid
 from backend.services import catalog, lifecycle
 from backend.services.naming import run_name
-from backend.services.records import check_records
+from backend.services.records import check_dataset
 from backend.services.vocab import VocabularyMismatch, shared_vocab_size
 from backend.settings import Settings
 
@@ -37,8 +37,8 @@ def check_resources(*, config: RunConfig, settings: Settings) -> None:
             raise FieldError(field, str(e), name) from None
     try:
         data_path = catalog.resolve_dataset_source(config.dataset, settings)
-        if isinstance(data_path, Path) and data_path.is_file():
-            check_records(data_path)
+        if isinstance(data_path, Path):
+            check_dataset(data_path)
     except (catalog.CatalogError, ValueError, UnicodeDecodeError) as e:
         raise FieldError("dataset", str(e), config.dataset) from None
     cfgs = {f: catalog.read_model_config(p) for f, p in paths.items()}

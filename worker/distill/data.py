@@ -15,7 +15,6 @@ tokens, so sequences of them get no extra BOS. Without a chat template the promp
 first, then the completion's and EOS.
 """
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from backend.services.records import Messages, Record, no_completions, parse_line, read_records
+from backend.services.records import (
+    Messages,
+    Record,
+    dataset_files,
+    no_completions,
+    parse_line,
+    read_records,
+)
 from worker.distill import demo_language
 
 IGNORE = -100
@@ -175,20 +181,14 @@ def load_dataset(
     """Load a dataset (a folder with dataset.json, or a .txt / .jsonl file) as packed train
     and eval splits."""
     if isinstance(path, str):  # a 🤗 datasets id (checked at submit)
-        name, manifest, path = path, {"kind": "hub", "train": path, "eval": None}, None
+        name, kind, train, eval_path = path, "hub", path, None
     elif path.is_file():
-        name, manifest = path.name, {"kind": "text", "train": path.name, "eval": None}
-        path = path.parent
-    else:
-        name, manifest = path.name, json.loads((path / "dataset.json").read_text())
-    kind = manifest.get("kind", "text")
-    if kind == "hub":
-        train_records = read_hub_records(manifest["train"])
-    else:
-        train_records = read_records(path / manifest.get("train", "train.txt"))
-    eval_name = manifest.get("eval", "eval.txt")
-    if eval_name and path is not None and (path / eval_name).is_file():
-        eval_records = read_records(path / eval_name)
+        name, kind, train, eval_path = path.name, "text", path, None
+    else:  # the folder's dataset.json, read as the api checked it at submit
+        name, (kind, train, eval_path) = path.name, dataset_files(path)
+    train_records = read_hub_records(train) if kind == "hub" else read_records(train)
+    if eval_path is not None:
+        eval_records = read_records(eval_path)
     else:  # hold out 5 % (at least one document) of the training documents
         n_eval = max(1, len(train_records) // 20)
         train_records, eval_records = train_records[:-n_eval], train_records[-n_eval:]

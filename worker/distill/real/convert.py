@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from worker.distill.models import hf_logging  # noqa: F401 - quiets transformers' warnings
@@ -25,6 +26,7 @@ CHECK_QUESTION = "What is the capital of France?"
 def load_gguf_teacher(gguf: Path):
     """(model, tokenizer) dequantised to float32 from the GGUF file (transformers + gguf)."""
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    check_special_tokens(tokenizer, gguf)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
@@ -34,6 +36,36 @@ def load_gguf_teacher(gguf: Path):
     model.is_quantized = False
     model.config._name_or_path = "SmolLM2-135M-Instruct"
     return model.eval(), tokenizer
+
+
+def check_special_tokens(tokenizer, gguf: Path) -> None:
+    """The tokenizer transformers built from the GGUF file has the file's own special ids;
+    ValueError otherwise (transformers 4.57 reads SmolLM2's with <|im_start|> as its end of
+    sequence and no padding token: answers that never stop, a kit built wrong)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf)).fields
+    wrong = []
+    for role in ("bos", "eos", "padding"):
+        field = fields.get(f"tokenizer.ggml.{role}_token_id")
+        if field is None:
+            continue
+        want = int(field.parts[field.data[0]][0])
+        got = getattr(tokenizer, f"{'pad' if role == 'padding' else role}_token_id")
+        if got != want:
+            wrong.append(f"{role} token id {got} where the file says {want}")
+    if wrong:
+        old = int(transformers.__version__.split(".")[0]) < 5
+        raise ValueError(
+            f"transformers {transformers.__version__} read the tokenizer of {gguf.name} "
+            f"wrongly ({'; '.join(wrong)}): "
+            + (
+                "the real kit needs transformers 5 or later (pip install -e '.[worker,real]' "
+                "installs it)"
+                if old
+                else "the kit is not built from a tokenizer that disagrees with its file"
+            )
+        )
 
 
 def chat_answer(model, tokenizer, question: str, max_new_tokens: int = 20) -> str:
