@@ -139,8 +139,10 @@ class RunConfig(BaseModel):
     )
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto",
-        description="Weights' dtype: auto is bfloat16 on a CUDA device that supports it, "
-        "float32 otherwise. The loss is always computed in float32.",
+        description="Compute dtype of the forward passes: auto is bfloat16 on a CUDA device "
+        "that supports it, float32 otherwise. The teacher's weights are stored in it; the "
+        "student's stay float32 (master weights, run under autocast), and the loss is always "
+        "computed in float32.",
     )
     gradient_checkpointing: bool = Field(
         default=False,

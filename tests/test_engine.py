@@ -357,12 +357,11 @@ def _llama_run(tiny_kit, steps=4, teacher_config=None, **overrides):
         max_steps=steps,
         batch_size=4,
         seq_len=32,
-        learning_rate=5e-3,
         eval_interval=steps,
         eval_batches=1,
         temperature=2.0,
         alpha=0.5,
-        **overrides,
+        **{"learning_rate": 5e-3, **overrides},
     )
     logger = ListLogger()
     recipe = DistillationRecipe(
@@ -415,13 +414,28 @@ def test_eval_reports_how_the_teacher_targets_look(tiny_kit):
 
 def test_bfloat16_on_cpu_and_gradient_checkpointing_run(tiny_kit):
     low, r = _llama_run(tiny_kit, steps=2, dtype="bfloat16", loss_impl="hidden")
-    assert next(r.student.parameters()).dtype == torch.bfloat16
+    # Mixed precision: float32 master weights for the student, bfloat16 for the teacher.
+    assert {p.dtype for p in r.student.parameters()} == {torch.float32}
+    assert {p.dtype for p in r.teacher.parameters()} == {torch.bfloat16}
     assert all(math.isfinite(v) for _, _, v in low.rows)
     plain, _ = _llama_run(tiny_kit, steps=3, loss_impl="hidden")
     ckpt, r = _llama_run(tiny_kit, steps=3, loss_impl="hidden", gradient_checkpointing=True)
     assert any(getattr(m, "gradient_checkpointing", False) for m in r.student.modules())
     for (_, a), (_, b) in zip(plain.series("train/loss"), ckpt.series("train/loss"), strict=True):
         assert a == pytest.approx(b, rel=1e-5)  # the same step, its activations recomputed
+
+
+@pytest.mark.parametrize("loss_impl", ["hidden", "logits"])
+def test_bfloat16_runs_keep_updates_smaller_than_a_bfloat16_step(tiny_kit, loss_impl):
+    """The norms' weights start at 1.0, where a bfloat16 step is 2^-7: AdamW's first updates
+    at lr 5e-4 (less in warm-up) are far below it. Stored in bfloat16 they were rounded away
+    and the norms never moved; with float32 master weights every norm moves."""
+    _, r = _llama_run(tiny_kit, steps=2, dtype="bfloat16", loss_impl=loss_impl, learning_rate=5e-4)
+    norms = {n: p for n, p in r.student.named_parameters() if n.endswith("norm.weight")}
+    assert norms, [n for n, _ in r.student.named_parameters()]
+    for name, p in norms.items():
+        moved = (p.detach() - 1.0).abs().max().item()
+        assert 0 < moved < 2**-8, (name, moved)  # moved, by less than half a bfloat16 step
 
 
 def test_head_and_tokenizer_that_disagree_fail_the_run_clearly(tiny_kit, tmp_path):

@@ -35,10 +35,11 @@ def build_recipe(
     device = device or pick_device()
     dtype = resolve_dtype(config.dtype, device)  # a dtype the device cannot run fails here
     tokenizer = load_tokenizer(config.student, settings)
+    # The student in float32: its master weights (trainer.py); it runs forward in `dtype`.
     student = (
-        load_causal_lm_from(student_path, dtype)
+        load_causal_lm_from(student_path, torch.float32)
         if student_path is not None
-        else load_causal_lm(config.student, settings, dtype)
+        else load_causal_lm(config.student, settings, torch.float32)
     )
     teacher = load_causal_lm(config.teacher, settings, dtype)
     check_vocabulary(tokenizer, load_tokenizer(config.teacher, settings), student, teacher)

@@ -97,10 +97,13 @@ class DistillationRecipe:
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         torch.manual_seed(self.cfg.seed)
-        # Weights in the run's dtype (models.py loads them so already; this is a no-op then).
-        # With bfloat16 weights no autocast is needed, and the loss still runs in float32.
-        dtype = resolve_dtype(self.cfg.dtype, self.device)
-        self.student.to(device=self.device, dtype=dtype).train()
+        # Mixed precision: the student's weights (and so AdamW's state) stay float32, its
+        # forward passes run in the run's dtype under autocast. Stored in bfloat16 an update
+        # below half a bfloat16 step is rounded away: at lr 5e-4 a norm weight of 1.0 (step
+        # 2^-7) never moves. The frozen teacher's weights are in the run's dtype; the loss is
+        # float32 whatever the inputs (losses.py, fused.py).
+        self.dtype = resolve_dtype(self.cfg.dtype, self.device)
+        self.student.to(device=self.device, dtype=torch.float32).train()
         if self.cfg.gradient_checkpointing:
             # Activations are recomputed layer by layer in backward; no KV cache in training.
             self.student.config.use_cache = False
@@ -110,7 +113,7 @@ class DistillationRecipe:
             else:
                 self.student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if self.teacher is not None:
-            self.teacher.to(device=self.device, dtype=dtype).eval()
+            self.teacher.to(device=self.device, dtype=self.dtype).eval()
             self.teacher.requires_grad_(False)
         self.loss_impl, self.loss_impl_reason = self._pick_loss_impl()
         log.info("loss from %s: %s", self.loss_impl, self.loss_impl_reason)
@@ -156,8 +159,10 @@ class DistillationRecipe:
         return impl, why
 
     def _autocast(self):
-        # The weights are in the run's dtype (setup), so no autocast: kept for the benchmarks.
-        return nullcontext()
+        """Where a model runs forward: in the run's dtype (float32 weights cast on the fly)."""
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def _logits(self, model: torch.nn.Module, input_ids: Tensor) -> Tensor:
         logits = model(input_ids=input_ids).logits
@@ -191,7 +196,8 @@ class DistillationRecipe:
         ):
             if self.teacher is None and cached is None:
                 # No teacher (the demo kit training its teachers): CE only.
-                s_logits = self._logits(self.student, ids)
+                with self._autocast():
+                    s_logits = self._logits(self.student, ids)
                 hard = F.cross_entropy(
                     s_logits.float().flatten(0, 1),
                     lab.flatten(),
@@ -242,9 +248,10 @@ class DistillationRecipe:
         if self.loss_impl == "hidden":
             # Final hidden states and output heads: the (tokens x vocab) logits of both models
             # only ever exist one chunk of rows at a time (worker/distill/fused.py).
-            with torch.inference_mode():
+            with torch.inference_mode(), self._autocast():
                 h_t = final_hidden(self.teacher, ids)
-            h_s = final_hidden(self.student, ids)
+            with self._autocast():
+                h_s = final_hidden(self.student, ids)
             (w_s, b_s), (w_t, b_t) = head_of(self.student), head_of(self.teacher)
             return hidden_distillation_loss(
                 h_s,
@@ -381,7 +388,8 @@ class DistillationRecipe:
             sl = slice(start, min(start + per_pass, n_seq))
             ids = split.input_ids[sl].to(self.device)
             labels = split.labels[sl].to(self.device)
-            s_logits = self._logits(self.student, ids)
+            with self._autocast():
+                s_logits = self._logits(self.student, ids)
             t_logits = self._teacher_logits(ids)
             mask = labels != IGNORE
             n = int(mask.sum())
