@@ -66,9 +66,16 @@ def freeze_startup_heap() -> None:
     """Move every object alive after start-up (modules, the app, settings) out of the cyclic
     collector's reach: a full collection then walks only what requests create. Without it a
     full collection every few dozen requests is a request's tail latency (bench/runs_list.py:
-    p99 of the runs list 70 ms → 25 ms, p50 13 ms either way)."""
-    gc.collect()
-    gc.freeze()
+    p99 of the runs list 70 ms → 25 ms, p50 13 ms either way). Once per process: an app
+    started again in the same process (tests) must not freeze what the last one left."""
+    global _heap_frozen
+    if not _heap_frozen:
+        gc.collect()
+        gc.freeze()
+        _heap_frozen = True
+
+
+_heap_frozen = False
 
 
 @asynccontextmanager

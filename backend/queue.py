@@ -34,8 +34,13 @@ def make_celery(settings: Settings) -> Celery:
     url = settings.celery_broker_url
     if url.startswith("sqla+sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if url.startswith("sqla+"):  # the `sqla+` scheme names kombu's transport: ours instead
-        TRANSPORT_ALIASES["sqla"] = f"{__name__}:PolledSQLAlchemyTransport"
+    # The embedded SQLite broker (what `sqla+sqlite://` names) polled more often; another
+    # database behind kombu's SQLAlchemy transport keeps its once a second.
+    TRANSPORT_ALIASES["sqla"] = (
+        f"{__name__}:PolledSQLAlchemyTransport"
+        if url.startswith("sqla+sqlite:")
+        else "kombu.transport.sqlalchemy:Transport"
+    )
     app = Celery("distillscope", broker=url)
     app.conf.update(
         task_acks_late=True,  # a run whose worker dies is redelivered, not lost

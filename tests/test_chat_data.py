@@ -228,6 +228,8 @@ FOLDERS = {
     "outside": ('{"train": "../outside.txt"}', {}, "which is outside the folder"),
     "not-json": ('{"train": ', {"train.txt": "a\n"}, "dataset.json is not JSON"),
     "a-list": ('["train.txt"]', {"train.txt": "a\n"}, "must hold an object"),
+    "hub-no-train": ('{"kind": "hub"}', {}, 'kind "hub" needs "train"'),
+    "abs-eval": ('{"eval": "/etc/hostname"}', {"train.txt": "a\n"}, "outside the folder"),
 }  # fmt: skip
 
 
@@ -248,7 +250,12 @@ def test_a_dataset_folder_is_read_at_submit_as_the_worker_reads_it(client, tmp_p
         assert r.status_code == 422, (name, r.text)
         err = r.json()["detail"][0]
         assert err["loc"] == ["body", "dataset"] and says in err["msg"], (name, err)
-    # Without an eval file or an "eval" entry, a folder is fine (5 % of train is held out).
+    # The datasets list still answers, and says what is wrong with each unusable folder.
+    listed = {d["name"]: d for d in client.get("/api/datasets").json()}
+    for name, (_, _, says) in FOLDERS.items():
+        if name != "bad-line" and name != "bad-eval":  # their manifests are fine
+            assert listed[name]["kind"] == "unusable" and says in listed[name]["description"]
+        # Without an eval file or an "eval" entry, a folder is fine (5 % of train is held out).
     (root / "plain").mkdir()
     (root / "plain" / "dataset.json").write_text("{}")
     (root / "plain" / "train.txt").write_text("a b c\nd e f\n")

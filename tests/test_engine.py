@@ -500,3 +500,18 @@ def test_a_temperature_below_its_floor_is_refused(t):
     with pytest.raises(ValueError, match="temperature"):
         RunConfig(teacher="a", student="b", dataset="c", temperature=t)
     assert RunConfig(teacher="a", student="b", dataset="c", temperature=0.05).temperature == 0.05
+
+
+def test_the_teacher_cache_key_names_the_dtype_the_teacher_ran_in(tiny_kit):
+    """Top-k logits from a bfloat16 teacher are not a float32 run's: separate caches."""
+    from worker.distill.teacher_cache import cache_key
+
+    common = dict(
+        teacher_dir=tiny_kit / "models" / "demo-teacher",
+        dataset_path=tiny_kit / "datasets" / "demo",
+        seq_len=32,
+        vocab=100,
+        k=8,
+    )
+    assert cache_key(**common) == cache_key(**common, dtype=torch.float32)
+    assert cache_key(**common, dtype=torch.bfloat16) != cache_key(**common)

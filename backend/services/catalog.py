@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from backend.schemas import DatasetInfo, ModelInfo
-from backend.services.records import SUFFIXES
+from backend.services.records import SUFFIXES, dataset_files
 from backend.settings import Settings
 
 
@@ -219,7 +219,8 @@ def list_models(settings: Settings) -> list[ModelInfo]:
 
 
 def read_dataset_manifest(path: Path) -> dict:
-    return json.loads((path / "dataset.json").read_text())
+    """A dataset folder's dataset.json (records.dataset_files says whether it is usable)."""
+    return json.loads((path / "dataset.json").read_text(encoding="utf-8"))
 
 
 def list_datasets(settings: Settings) -> list[DatasetInfo]:
@@ -232,6 +233,11 @@ def list_datasets(settings: Settings) -> list[DatasetInfo]:
                 )
             )
     for name, path in _list(settings.all_dataset_roots, "dataset.json"):
+        try:
+            dataset_files(path)  # what a run on it would be refused for
+        except ValueError as e:  # listed, so the page can say what is wrong with it
+            out.append(DatasetInfo(name=name, path=str(path), kind="unusable", description=str(e)))
+            continue
         manifest = read_dataset_manifest(path)
         out.append(
             DatasetInfo(

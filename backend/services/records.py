@@ -109,38 +109,52 @@ def check_records(path: Path, lines: int = 200) -> None:
 
 def dataset_files(folder: Path) -> tuple[str, Path | str, Path | None]:
     """A dataset folder as its dataset.json describes it: (kind, the train file, the eval file
-    or None when it names none or that file is absent: the worker then holds out 5 % of the
+    or None when it names none and there is no eval.txt: the worker then holds out 5 % of the
     training documents). For kind "hub" the train entry is a 🤗 datasets id, not a file.
     ValueError saying what is wrong: no readable manifest, or a file it names that is missing
-    or outside the folder."""
+    or not a plain name inside the folder (absolute, or with ..)."""
     where = f"{folder.name}/dataset.json"
     try:
         manifest = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{where} is not JSON ({e.msg}, line {e.lineno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{where} cannot be read ({e})") from None
     if not isinstance(manifest, dict):
         raise ValueError(f'{where} must hold an object such as {{"train": "train.txt"}}')
     kind = manifest.get("kind", "text")
-    if kind == "hub":
-        return kind, str(manifest["train"]), None
-    files = []
-    for key, default in (("train", "train.txt"), ("eval", "eval.txt")):
+
+    def named(key: str, default: str | None) -> str | None:
         name = manifest.get(key, default)
-        if key == "eval" and not name:
-            files.append(None)
-            continue
+        if name is None or (key == "eval" and not name):
+            return None
         if not isinstance(name, str) or not name:
             raise ValueError(f'{where}: "{key}" must be a file name in the folder')
-        path = folder / name
-        if not path.resolve().is_relative_to(folder.resolve()):
+        return name
+
+    def inside(key: str, name: str) -> Path:
+        path = Path(name)
+        if path.is_absolute() or ".." in path.parts:
             raise ValueError(f'{where}: "{key}" names {name!r}, which is outside the folder')
-        if not path.is_file():
-            if key == "eval" and "eval" not in manifest:
-                files.append(None)  # no eval.txt, none named: a held-out share instead
-                continue
-            raise ValueError(f'{where}: "{key}" names {name!r}, which is not in the folder')
-        files.append(path)
-    return kind, files[0], files[1]
+        return folder / path
+
+    if kind == "hub":
+        train: Path | str | None = named("train", None)
+        if train is None:
+            raise ValueError(f'{where}: kind "hub" needs "train", a 🤗 datasets id')
+    else:
+        train = inside("train", named("train", "train.txt"))
+        if not train.is_file():
+            raise ValueError(f'{where}: "train" names {train.name!r}, which is not in the folder')
+    eval_path = None
+    eval_name = named("eval", "eval.txt")
+    if eval_name is not None:
+        eval_path = inside("eval", eval_name)
+        if not eval_path.is_file():
+            if "eval" in manifest:
+                raise ValueError(f'{where}: "eval" names {eval_name!r}, which is not in the folder')
+            eval_path = None  # no eval.txt, none named: a held-out share instead
+    return kind, train, eval_path
 
 
 def check_dataset(path: Path) -> None:
@@ -150,7 +164,6 @@ def check_dataset(path: Path) -> None:
         check_records(path)
         return
     kind, train, eval_ = dataset_files(path)
-    if kind != "hub":
-        check_records(train)
-        if eval_ is not None:
-            check_records(eval_)
+    for file in (train if kind != "hub" else None, eval_):
+        if file is not None:
+            check_records(file)

@@ -35,7 +35,7 @@ const FIELDS = [
   { name: "teacher_cache_k", type: "number", label: "teacher-logit cache k",
     help: "empty: no cache; reuse the teacher's top-k logits across runs (forward_kl)", more: true, optional: true },
   // At LLM shape (a config without them, e.g. an older preset, gets the first option: the api's default).
-  { name: "dtype", type: "select", options: ["auto", "bfloat16", "float32"], label: "weights' dtype",
+  { name: "dtype", type: "select", options: ["auto", "bfloat16", "float32"], label: "compute dtype",
     help: "auto: bfloat16 on a GPU that has it, float32 otherwise; the loss is always float32", more: true },
   { name: "loss_impl", type: "select", options: ["auto", "hidden", "logits"], label: "loss computed from",
     help: "hidden: final hidden states and heads, chunk by chunk, never the full logits (same values); "

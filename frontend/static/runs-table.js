@@ -7,6 +7,7 @@ import { ACTIVE, MAX_COMPARED, STATUSES, api, el, errorText, fmt, statusBadge } 
 const COLUMNS = 10;  // as many as the header in index.html
 // Runs per page: the table (and its 2-second poll) stays light however many runs there are.
 export const PAGE_SIZE = 100;
+const MAX_OFFSET = 2 ** 31 - 1;  // the api's largest offset (a database integer)
 
 const selected = new Set();
 
@@ -44,10 +45,11 @@ function writeView() {
   history.replaceState(null, "", q.toString() ? `/?${q}` : "/");
 }
 
-// The page shown, from 1 (anything else in the URL is the first page).
+// The page shown, from 1 (anything else in the URL is the first page; a page past the api's
+// offsets is the last one it can reach).
 function pageNumber() {
   const n = Number(view.page);
-  return Number.isInteger(n) && n > 1 ? n : 1;
+  return Number.isInteger(n) && n > 1 ? Math.min(n, Math.floor(MAX_OFFSET / PAGE_SIZE) + 1) : 1;
 }
 
 function setPage(n) {

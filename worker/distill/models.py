@@ -18,9 +18,10 @@ hf_logging.disable_progress_bar()
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """A run's weight dtype: auto is bfloat16 on a CUDA device that supports it, float32
+    """A run's compute dtype (its forward passes; the teacher's weights; the student keeps
+    float32 master weights): auto is bfloat16 on a CUDA device that supports it, float32
     otherwise. bfloat16 on a CUDA device without it fails here with the GPU's name; on a CPU
-    it is allowed (it runs, slowly: CPU matmuls in bfloat16 are mostly emulated)."""
+    it is allowed (CPU autocast runs it, slowly)."""
     if name == "float32":
         return torch.float32
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()

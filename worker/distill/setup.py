@@ -60,6 +60,7 @@ def build_recipe(
             seq_len=config.seq_len,
             vocab=vocab,
             k=config.teacher_cache_k,
+            dtype=dtype,
         )
         cache, _built = load_or_build(
             teacher,

@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -33,10 +32,18 @@ def _fingerprint(path: Path | str) -> list:
 
 
 def cache_key(
-    *, teacher_dir: Path, dataset_path: Path | str, seq_len: int, vocab: int, k: int
+    *,
+    teacher_dir: Path,
+    dataset_path: Path | str,
+    seq_len: int,
+    vocab: int,
+    k: int,
+    dtype: torch.dtype = torch.float32,
 ) -> str:
-    """Changes whenever the teacher's files, the dataset's files or the packing change."""
+    """Changes whenever the teacher's files, the dataset's files, the packing or the dtype the
+    teacher runs in change."""
     payload = {
+        "dtype": str(dtype).removeprefix("torch."),
         "version": CACHE_VERSION,
         "teacher": _fingerprint(teacher_dir),
         "dataset": _fingerprint(dataset_path),
@@ -54,11 +61,10 @@ def _compute(
 ) -> dict[str, torch.Tensor]:
     teacher.to(device).eval()
     out: dict[str, list[torch.Tensor]] = {"values": [], "indices": [], "tail_lse": []}
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    # The teacher's weights are in the run's dtype (setup.py), which is part of the key.
     for start in range(0, len(split), batch_size):
         ids = split.input_ids[start : start + batch_size].to(device)
-        with amp:
-            logits = teacher(input_ids=ids).logits[..., :vocab]
+        logits = teacher(input_ids=ids).logits[..., :vocab]
         logits = logits.float()
         values, indices = logits.topk(k, dim=-1)
         tail = torch.logsumexp(logits.scatter(-1, indices, float("-inf")), dim=-1)

@@ -93,6 +93,8 @@ class DistillationRecipe:
         self.step = 0
         # "hidden" or "logits" (config.loss_impl resolved by setup()), and why.
         self.loss_impl, self.loss_impl_reason = "logits", ""
+        # The forward passes' dtype (setup() checks it against the device).
+        self.dtype = torch.float32
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -168,6 +170,10 @@ class DistillationRecipe:
         logits = model(input_ids=input_ids).logits
         return logits[..., : self.vocab] if self.vocab is not None else logits
 
+    def _student_logits(self, input_ids: Tensor) -> Tensor:
+        with self._autocast():
+            return self._logits(self.student, input_ids)
+
     def _teacher_logits(self, input_ids: Tensor) -> Tensor | None:
         if self.teacher is None:
             return None
@@ -196,8 +202,7 @@ class DistillationRecipe:
         ):
             if self.teacher is None and cached is None:
                 # No teacher (the demo kit training its teachers): CE only.
-                with self._autocast():
-                    s_logits = self._logits(self.student, ids)
+                s_logits = self._student_logits(ids)
                 hard = F.cross_entropy(
                     s_logits.float().flatten(0, 1),
                     lab.flatten(),
@@ -265,8 +270,7 @@ class DistillationRecipe:
                 **kw,
             )
         t_logits = cached if cached is not None else self._teacher_logits(ids)
-        with self._autocast():
-            s_logits = self._logits(self.student, ids)
+        s_logits = self._student_logits(ids)
         return distillation_loss(s_logits, t_logits, labels, **kw)
 
     def train(self) -> dict[str, float]:
@@ -388,8 +392,7 @@ class DistillationRecipe:
             sl = slice(start, min(start + per_pass, n_seq))
             ids = split.input_ids[sl].to(self.device)
             labels = split.labels[sl].to(self.device)
-            with self._autocast():
-                s_logits = self._logits(self.student, ids)
+            s_logits = self._student_logits(ids)
             t_logits = self._teacher_logits(ids)
             mask = labels != IGNORE
             n = int(mask.sum())
