@@ -5,10 +5,10 @@ import asyncio
 import gc
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 import plotly
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -42,16 +42,32 @@ REDOC = "/static/vendor/redoc-2.5.4"
 DOCS_CSP = "connect-src 'self'; img-src 'self' data: blob:; font-src 'self' data:"
 
 
-async def _sweep_once() -> None:
+# One sweep at a time, on a thread of its own: a sweep left running past its timeout delays
+# the next one, and neither holds the event loop or its default executor (which the server
+# waits for when it stops).
+_SWEEPS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lost-run-sweep")
+
+
+async def _sweep_once(timeout: float | None = None) -> None:
     """Runs whose worker died are marked lost and queued again (backend/services/lifecycle.py;
-    idempotent: any api replica may)."""
+    idempotent: any api replica may). Past `timeout` seconds (a broker that does not answer
+    takes about 20 s per task) it is left to finish on its own thread."""
     settings = get_settings()
+    work = asyncio.get_running_loop().run_in_executor(
+        _SWEEPS, lambda: lifecycle.sweep(settings=settings, enqueue=enqueue_training)
+    )
+    work.add_done_callback(_log_sweep_failure)
     try:
-        await anyio.to_thread.run_sync(
-            lambda: lifecycle.sweep(settings=settings, enqueue=enqueue_training)
-        )
-    except Exception:  # noqa: BLE001 - a database hiccup must not end the sweeper
-        log.warning("lost-run sweep failed", exc_info=True)
+        await asyncio.wait_for(asyncio.shield(work), timeout)
+    except TimeoutError:
+        log.warning("lost-run sweep still running after %.0f s (broker slow?)", timeout)
+    except Exception:  # noqa: BLE001 - logged by the callback; the sweeper goes on
+        pass
+
+
+def _log_sweep_failure(work: asyncio.Future) -> None:
+    if not work.cancelled() and work.exception() is not None:
+        log.warning("lost-run sweep failed", exc_info=work.exception())
 
 
 async def _sweep_lost_runs() -> None:
@@ -83,8 +99,9 @@ async def lifespan(_app: FastAPI):
     upgrade()  # idempotent: brings the database to the latest migration
     freeze_startup_heap()
     # The first sweep before the first request: runs left lost or running by a stopped
-    # stack are queued again at once, and nothing written after start-up races with it.
-    await _sweep_once()
+    # stack are queued again at once, and nothing written after start-up races with it (an
+    # unreachable broker delays serving by 5 s at most).
+    await _sweep_once(timeout=5.0)
     sweeper = asyncio.create_task(_sweep_lost_runs())
     yield
     sweeper.cancel()

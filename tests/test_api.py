@@ -594,3 +594,35 @@ def test_the_real_kit_experiment_runs_hard_labels_and_three_temperatures():
     assert {(c.max_steps, c.eval_interval, c.student) for c in configs} == {
         (12, 4, "smollm2-student-l10")
     }
+
+
+def test_a_broker_that_hangs_delays_start_up_by_seconds_not_for_good(env, monkeypatch):
+    """The first lost-run sweep runs before the api serves; a broker that does not answer
+    (celery retries for about 20 s per task) must not keep the api from starting."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from backend import main
+
+    release, sent = threading.Event(), []
+
+    def hung(run_id: int) -> None:
+        sent.append(run_id)
+        release.wait(60)
+
+    monkeypatch.setattr(main, "enqueue_training", hung)
+    from backend.db.migrate import upgrade
+
+    upgrade()  # the tables, for the run stored before the api starts
+    lost = _stored_run(RunStatus.LOST)
+    t0 = time.monotonic()
+    try:
+        with TestClient(main.create_app()) as c:
+            assert c.get("/api/health").status_code == 200
+            serving_after = time.monotonic() - t0
+            release.set()
+    finally:
+        release.set()
+    assert sent == [lost]
+    assert serving_after < 30, serving_after  # the sweep's 5 s, not the broker's 60
