@@ -32,6 +32,7 @@ def main() -> None:
 
     from backend.schemas import InspectRequest
     from backend.settings import Settings
+    from tests.conftest import module_env
     from tests.support import Stack
     from worker.inspect import inspect_prompt
 
@@ -45,14 +46,7 @@ def main() -> None:
     settings = Settings(data_dir=kit)
     request = InspectRequest(**body)
     tmp = Path(tempfile.mkdtemp(prefix="distillscope-bench-"))
-    env = {
-        "DISTILLSCOPE_DATA_DIR": str(tmp / "data"),
-        "DISTILLSCOPE_MODEL_ROOTS": str(kit / "models"),
-        "DISTILLSCOPE_DATASET_ROOTS": str(kit / "datasets"),
-        "DISTILLSCOPE_DATABASE_URL": "",
-        "DISTILLSCOPE_BROKER_URL": "",
-        "DISTILLSCOPE_API_TOKEN": "",
-    }
+    env = module_env(kit, tmp)  # the tests' settings for a stack on a kit
     stack = Stack(env, tmp)
     try:
         stack.start(worker=False)
