@@ -84,7 +84,7 @@ def get_celery() -> Celery:
 
 def enqueue_training(run_id: int) -> None:
     """Send a run id to the train queue. Call only after the run's row is committed."""
-    get_celery().send_task(TRAIN_TASK, args=[run_id], queue=TRAIN_QUEUE)
+    get_celery().send_task(TRAIN_TASK, args=[run_id], queue=TRAIN_QUEUE, ignore_result=True)
 
 
 def ping_workers(timeout: float = 1.0) -> dict:

@@ -626,3 +626,42 @@ def test_a_broker_that_hangs_delays_start_up_by_seconds_not_for_good(env, monkey
         release.set()
     assert sent == [lost]
     assert serving_after < 30, serving_after  # the sweep's 5 s, not the broker's 60
+
+
+def test_a_queued_run_leaves_no_result_subscription_in_the_api(env, redis_url, monkeypatch):
+    """Runs report through the database, not celery's results: a train task sent without
+    ignore_result subscribed the api to a Redis result channel it never read, one per run."""
+    import redis
+
+    from backend.queue import TRAIN_QUEUE, enqueue_training, get_celery
+    from tests.conftest import _clear_caches
+
+    monkeypatch.setenv("DISTILLSCOPE_BROKER_URL", redis_url)
+    _clear_caches()
+    try:
+        for run_id in (10**6, 10**6 + 1):
+            enqueue_training(run_id)
+        consumer = get_celery().backend.result_consumer
+        pubsub = getattr(consumer, "_pubsub", None)
+        assert pubsub is None or not pubsub.channels, pubsub.channels
+    finally:
+        redis.Redis.from_url(redis_url).delete(TRAIN_QUEUE)  # no worker ever takes them
+
+
+def test_an_unreachable_broker_is_a_503_without_a_long_wait(env, monkeypatch):
+    """With the broker down a new run is refused with a 503 saying so (the run is kept,
+    failed, with the reason); celery's result-backend retries had held the request 19 s."""
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+    from tests.conftest import _clear_caches
+
+    monkeypatch.setenv("DISTILLSCOPE_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens
+    _clear_caches()
+    with TestClient(create_app()) as c:
+        t0 = time.monotonic()
+        r = c.post("/api/runs", json=GOOD)
+        waited = time.monotonic() - t0
+        assert r.status_code == 503 and "broker is unreachable" in r.json()["detail"], r.text
+        assert c.get("/api/runs").json()["data"][0]["status"] == "failed"
+    assert waited < 10, waited  # seconds of connection retries, not celery's result backend's
