@@ -51,7 +51,7 @@ _SWEEPS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lost-run-sweep")
 async def _sweep_once(timeout: float | None = None) -> None:
     """Runs whose worker died are marked lost and queued again (backend/services/lifecycle.py;
     idempotent: any api replica may). Past `timeout` seconds (a broker that does not answer
-    takes about 20 s per task) it is left to finish on its own thread."""
+    costs each task its connection retries) it is left to finish on its own thread."""
     settings = get_settings()
     work = asyncio.get_running_loop().run_in_executor(
         _SWEEPS, lambda: lifecycle.sweep(settings=settings, enqueue=enqueue_training)
