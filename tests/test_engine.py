@@ -515,3 +515,45 @@ def test_the_teacher_cache_key_names_the_dtype_the_teacher_ran_in(tiny_kit):
     )
     assert cache_key(**common) == cache_key(**common, dtype=torch.float32)
     assert cache_key(**common, dtype=torch.bfloat16) != cache_key(**common)
+
+
+def test_a_bfloat16_runs_older_checkpoints_keep_its_weights_in_bfloat16(tiny_kit, tmp_path):
+    """The resumable checkpoint holds the float32 master weights; once it is no longer
+    resumable it is rewritten in the run's dtype: half the disk, and still loadable."""
+    from safetensors.torch import load_file
+
+    from worker.distill.checkpoint import STATE_FILE
+    from worker.distill.models import load_causal_lm_from
+
+    cfg = RunConfig(
+        name="t",
+        teacher="demo-teacher",
+        student="demo-student-s",
+        dataset="demo",
+        max_steps=6,
+        batch_size=4,
+        seq_len=32,
+        eval_interval=6,
+        eval_batches=1,
+        checkpoint_interval=2,
+        keep_checkpoints=1,
+        dtype="bfloat16",
+    )
+    build_recipe(
+        cfg,
+        Settings(data_dir=tiny_kit),
+        logger=ListLogger(),
+        device=torch.device("cpu"),
+        checkpoint_dir=tmp_path,
+    ).train()
+    old, latest = tmp_path / "step-00000002", tmp_path / "step-00000004"
+    assert not (old / STATE_FILE).exists() and (latest / STATE_FILE).is_file()
+
+    def dtypes(folder):
+        return {t.dtype for f in folder.glob("*.safetensors") for t in load_file(f).values()}
+
+    assert dtypes(old) == {torch.bfloat16} and dtypes(latest) == {torch.float32}
+    model = load_causal_lm_from(old)
+    assert next(model.parameters()).dtype == torch.bfloat16  # config.json says so too
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.isfinite(model(input_ids=ids).logits.float()).all()

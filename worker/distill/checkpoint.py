@@ -2,11 +2,13 @@
 optimizer, scheduler and RNG state, in `step-XXXXXXXX/` folders written atomically (a folder
 is complete or absent). The data needs no state: batch k is a function of (seed, k)."""
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 STATE_FILE = "trainer_state.pt"
 
@@ -21,10 +23,13 @@ def save_checkpoint(
     tokenizer=None,
     keep: int = 2,
     keep_weights: int = 20,
+    weights_dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write a resumable checkpoint. Beyond the latest `keep`, older ones lose their optimizer
     state but stay loadable with from_pretrained, for the inspector; at most `keep_weights` of
-    those are kept, thinned so that they stay spread over the run."""
+    those are kept, thinned so that they stay spread over the run. A resumable checkpoint
+    holds the student's float32 master weights; one that no longer is holds them in
+    `weights_dtype` (a bfloat16 run's: half the disk, and what its forward passes used)."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
     tmp = folder / f".tmp-step-{step:08d}"
@@ -49,9 +54,31 @@ def save_checkpoint(
     if keep > 0:
         for old in list_checkpoints(folder)[:-keep]:
             (old / STATE_FILE).unlink(missing_ok=True)  # no longer resumable, still loadable
+            if weights_dtype != torch.float32:
+                recast_weights(old, weights_dtype)
         for old in thin(list_weight_checkpoints(folder), keep_weights):
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def recast_weights(folder: Path, dtype: torch.dtype) -> None:
+    """A saved model's floating-point weights (its *.safetensors files) and config.json's dtype
+    rewritten in `dtype`, each file replaced atomically."""
+    for path in sorted(folder.glob("*.safetensors")):
+        tensors = load_file(path)
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        tmp = path.with_name(f".tmp-{path.name}")
+        save_file(tensors, tmp, metadata={"format": "pt"})
+        os.replace(tmp, path)
+    config = folder / "config.json"
+    data = json.loads(config.read_text())
+    name = str(dtype).removeprefix("torch.")
+    for key in ("dtype", "torch_dtype"):  # transformers 5 writes dtype; before, torch_dtype
+        if key in data:
+            data[key] = name
+    tmp = config.with_name(".tmp-config.json")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, config)
 
 
 def list_weight_checkpoints(folder: Path) -> list[Path]:

@@ -311,6 +311,7 @@ class DistillationRecipe:
             tokenizer=self.tokenizer,
             keep=self.cfg.keep_checkpoints,
             keep_weights=self.cfg.keep_checkpoint_weights,
+            weights_dtype=self.dtype,
         )
 
     def resume(self, path: Path) -> None:
