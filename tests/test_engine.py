@@ -36,8 +36,8 @@ EVAL_KEYS = {
 }
 
 
-def _run(kit, steps=24, **overrides):
-    cfg = RunConfig(
+def _run(kit, steps=24, checkpoint_dir=None, **overrides):
+    defaults = dict(
         name="t",
         teacher="demo-teacher",
         student="demo-student-s",
@@ -48,10 +48,16 @@ def _run(kit, steps=24, **overrides):
         learning_rate=5e-3,
         eval_interval=8,
         eval_batches=2,
-        **overrides,
     )
+    cfg = RunConfig(**{**defaults, **overrides})
     logger = ListLogger()
-    recipe = build_recipe(cfg, Settings(data_dir=kit), logger=logger, device=torch.device("cpu"))
+    recipe = build_recipe(
+        cfg,
+        Settings(data_dir=kit),
+        logger=logger,
+        device=torch.device("cpu"),
+        checkpoint_dir=checkpoint_dir,
+    )
     recipe.train()
     return logger, recipe
 
@@ -525,27 +531,16 @@ def test_a_bfloat16_runs_older_checkpoints_keep_its_weights_in_bfloat16(tiny_kit
     from worker.distill.checkpoint import STATE_FILE
     from worker.distill.models import load_causal_lm_from
 
-    cfg = RunConfig(
-        name="t",
-        teacher="demo-teacher",
-        student="demo-student-s",
-        dataset="demo",
-        max_steps=6,
-        batch_size=4,
-        seq_len=32,
+    _run(
+        tiny_kit,
+        steps=6,
+        checkpoint_dir=tmp_path,
         eval_interval=6,
         eval_batches=1,
         checkpoint_interval=2,
         keep_checkpoints=1,
         dtype="bfloat16",
     )
-    build_recipe(
-        cfg,
-        Settings(data_dir=tiny_kit),
-        logger=ListLogger(),
-        device=torch.device("cpu"),
-        checkpoint_dir=tmp_path,
-    ).train()
     old, latest = tmp_path / "step-00000002", tmp_path / "step-00000004"
     assert not (old / STATE_FILE).exists() and (latest / STATE_FILE).is_file()
 
