@@ -77,8 +77,11 @@ def test_run_page_cancel_and_download(browser, stack):
     run = httpx.post(f"{stack.url}/api/runs", json=body).json()
     page = browser.new_page()
     page.goto(f"{stack.url}/runs/{run['id']}")
+    # Plotly draws the charts once its script has run: until then the div has no data.
     page.wait_for_function(
-        "document.getElementById('chart-losses').data[0].x.length > 5", timeout=60_000
+        "() => { const d = document.getElementById('chart-losses').data; "
+        "return d && d[0].x.length > 5 }",
+        timeout=60_000,
     )
     # The stacked chart holds α·soft and (1 − α)·hard per step.
     contrib = page.evaluate("document.getElementById('chart-contrib').data.map(t => t.x.length)")
