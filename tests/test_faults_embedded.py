@@ -163,3 +163,26 @@ def test_ctrl_c_of_up_mid_run_then_up_again_resumes_the_run(up):
         assert done["attempts"] == 1, done  # a stop asked for does not count against the run
         up.assert_resumed(run_id, stopped_at)
         up.ctrl_c()
+
+
+def test_an_idle_embedded_worker_returns_to_celerys_loop_often_enough_to_stop(env, monkeypatch):
+    """celery's loop for a broker that pushes nothing (synloop) looks for a warm shutdown only
+    between two waits of 2 s, and waits once more after it: SIGTERM (and Ctrl-C of `up`) took
+    an idle worker up to 4 s to stop. On the embedded broker a wait ends after SQLITE_DRAIN_S.
+    kombu's clock is a fake one here, moved on by its sleeps: no wall time is measured."""
+    import socket
+
+    from kombu import Consumer, Queue
+    from kombu.transport.virtual import base
+
+    from backend.queue import SQLITE_DRAIN_S, get_celery
+
+    clock = [0.0]
+    monkeypatch.setattr(base, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(base, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    with get_celery().connection_for_write() as conn:
+        assert conn.as_uri().startswith("sqla+sqlite:")
+        with Consumer(conn, [Queue("idle-test")], callbacks=[lambda body, m: None]):
+            with pytest.raises(socket.timeout):
+                conn.drain_events(timeout=2.0)  # what synloop asks for
+    assert SQLITE_DRAIN_S <= clock[0] < SQLITE_DRAIN_S + 0.2, clock  # not 2 s
