@@ -431,11 +431,12 @@ def test_the_live_stream_goes_on_through_lost(client):
     import threading
 
     run_id = _stored_run(RunStatus.LOST)
+    lost_sent = threading.Event()
 
-    def finish_later():
-        time.sleep(1.0)
-        with transaction() as s:
-            s.get(Run, run_id).status = RunStatus.SUCCEEDED
+    def finish_later():  # once the stream has sent `lost`, never before
+        if lost_sent.wait(timeout=60):
+            with transaction() as s:
+                s.get(Run, run_id).status = RunStatus.SUCCEEDED
 
     t = threading.Thread(target=finish_later)
     t.start()
@@ -446,6 +447,7 @@ def test_the_live_stream_goes_on_through_lost(client):
                 events.append(line.split(":", 1)[1].strip())
             if line.startswith("data:") and events:
                 events[-1] += " " + line.split(":", 1)[1].strip()
+                lost_sent.set()
     t.join()
     assert [e.split()[0] for e in events] == ["status", "status", "done"], events
     assert '"lost"' in events[0] and '"succeeded"' in events[1]

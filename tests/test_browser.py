@@ -213,6 +213,8 @@ def test_built_in_experiment_button_runs_and_states_its_result(browser, two_work
     page.click("#experiment-button")
     page.wait_for_url("**/compare?runs=*experiment=*")
     page.wait_for_selector("#experiment-panel:not([hidden])")
+    # The panel shows before its finals are fetched; the status follows them.
+    page.wait_for_selector("#experiment-status:not(:empty)")
     # While runs wait, the table says so in their own words (never "running…" for all).
     status = page.text_content("#experiment-status")
     assert re.match(r"^(\d+ of 30 runs finished \(|All 30 runs finished)", status), status

@@ -116,9 +116,11 @@ def test_band_stats_a_gap_is_a_gap_not_a_smaller_mean(page):
     assert band["max"] == [None, None, 3, 4]
 
 
-def _group_traces(page, key: str = "train/loss") -> list[dict]:
+def _group_traces(page, key: str = "train/loss", extra: str = "") -> list[dict]:
     """Four runs: T = 2 α = 0.5 (seeds 0 and 1, the second still running and shorter),
-    T = 2 α = 0 and T = 4 α = 0.5; grouped by temperature, no smoothing, x = step."""
+    T = 2 α = 0 and T = 4 α = 0.5; grouped by temperature, no smoothing, x = step. `extra`
+    (JavaScript) changes that data in the same evaluate: between two, the page's refresh of
+    a running run may load its own data again."""
     return page.evaluate(
         """(key) => {
         const cfg = (t, a, seed) => ({ name: `n${seed}${t}${a}`, tags: seed ? ["x"] : [],
@@ -137,8 +139,9 @@ def _group_traces(page, key: str = "train/loss") -> list[dict]:
           4: { "train/loss": pts([[1, 2], [2, 2], [3, 2]]) },
         };
         state.group = "temperature"; state.smooth = 0; state.x = "step";
+        /*extra*/
         return groupTraces(key).map((t) => ({ name: t.name, x: t.x, y: t.y }));
-    }""",
+    }""".replace("/*extra*/", extra),
         key,
     )
 
@@ -188,9 +191,9 @@ def test_group_traces_leave_out_members_without_points(page):
     # and says it is 1 of its 2 runs (run 2 has none yet).
     traces = _group_traces(page, "eval/kl_true")
     assert [t["name"] for t in traces if t["name"]] == []
-    page.evaluate("data.metrics[1]['eval/kl_true'] = [{ step: 2, value: 0.5, time: 2 }]")
-    traces = page.evaluate("groupTraces('eval/kl_true').map((t) => ({ name: t.name, y: t.y }))")
-    assert {"name": "T = 2 · α = 0.5 (1 of 2 runs)", "y": [0.5]} in traces
+    one = "data.metrics[1]['eval/kl_true'] = [{ step: 2, value: 0.5, time: 2 }];"
+    traces = _group_traces(page, "eval/kl_true", extra=one)
+    assert {"name": "T = 2 · α = 0.5 (1 of 2 runs)", "x": [2], "y": [0.5]} in traces
 
 
 def test_config_text_is_readable(page):

@@ -122,8 +122,8 @@ def test_slider_reinspects_at_its_temperature(browser, shared_inspect_stack):
     assert 3 in page.evaluate("document.getElementById('chart-kl-t').data[0].x")
 
     # Quick moves: only the last position counts, whatever order the answers arrive in.
-    page.fill("#i-t", "-1")  # T = 0.5
-    page.wait_for_timeout(300)  # past the debounce: that request is sent
+    with page.expect_request("**/api/inspect"):  # past the debounce: that request is sent
+        page.fill("#i-t", "-1")  # T = 0.5
     page.fill("#i-t", "3")  # T = 8
     _slider_shows(page, "8")
     page.wait_for_timeout(1500)

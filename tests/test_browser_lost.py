@@ -41,6 +41,6 @@ def test_a_lost_run_page_keeps_following_the_run(browser, shared_api_stack):
             sa.text("UPDATE runs SET status='succeeded', step=100, error=NULL WHERE id=:id"),
             {"id": run_id},
         )
-    page.wait_for_function("() => document.getElementById('run-error').hidden", timeout=15000)
+    page.wait_for_function("() => document.getElementById('run-error').hidden", timeout=30_000)
     assert not page.is_visible("#cancel-button")
     engine.dispose()

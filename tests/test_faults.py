@@ -105,6 +105,22 @@ def test_worker_killed_with_sigkill_resumes_after_restart(env, tmp_path, postgre
         stack.stop()
 
 
+def _wait_redis(port: int, timeout: float = 30) -> None:
+    """Until a redis-server just started answers PING."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"redis-server on port {port} did not answer in {timeout} s")
+        time.sleep(0.05)
+
+
 def test_redis_restarted_mid_run_loses_nothing(env, tmp_path, postgres_url):
     server = shutil.which("redis-server")
     if server is None:
@@ -121,7 +137,7 @@ def test_redis_restarted_mid_run_loses_nothing(env, tmp_path, postgres_url):
         tmp_path,
     )
     try:
-        time.sleep(0.5)
+        _wait_redis(port)
         stack.start()
         run_id = _launch(stack)
         _wait_step(stack, run_id, 40)
